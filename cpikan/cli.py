@@ -1,0 +1,117 @@
+"""The `cpikan` command: run one configuration, list problems and keys, run the study, benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cpikan import problems
+from cpikan.config import PROFILES, ConfigError, RunConfig, schema
+
+SHOWN_METRICS = ("rel_l2", "max_abs_err", "final_loss", "epochs_run", "stop_reason", "wall_time_s",
+                 "time_per_epoch_ms", "peak_mem_mb", "device")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cpikan.runs import run
+
+    cfg = RunConfig(problem=args.problem, profile=args.profile, seed=args.seed, device=args.device)
+    cfg = cfg.override(*args.set)
+    result = run(cfg, progress=not args.quiet)
+    extra = [k for k in result.metrics if k.endswith("_rel_err") or k in (result.problem.true_unknowns or {})]
+    width = max(map(len, SHOWN_METRICS + tuple(extra)))
+    for key in (*SHOWN_METRICS, *extra):
+        value = result.metrics[key]
+        print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    if args.out:
+        path = result.save(Path(args.out) / f"{cfg.problem}_seed{cfg.seed}.json")
+        print(f"saved {path}")
+    return 0
+
+
+def _cmd_problems(args: argparse.Namespace) -> int:
+    for name in problems.names():
+        doc = (problems.REGISTRY[name].__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<30} {doc}")
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    for row in schema():
+        choices = f" {{{', '.join(row['choices'])}}}" if row["choices"] else ""
+        print(f"{row['key']:<28} default={json.dumps(row['default'])}{choices}  {row['help']}")
+    return 0
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from cpikan import study
+
+    if args.action == "run":
+        study.run_study(profile=args.profile, only=args.only.split(",") if args.only else None,
+                        seeds=args.seeds, jobs=args.jobs, executor=args.executor, address=args.address,
+                        root=args.root)
+    else:
+        path = study.build_report(profile=args.profile, root=args.root)
+        print(f"report: {path}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from cpikan import bench
+
+    bench.main(args.what, device=args.device, points=args.points, repeats=args.repeats, dims=args.dims)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cpikan", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="train one configuration and print its metrics")
+    r.add_argument("--problem", required=True, help=f"one of: {', '.join(problems.names())}")
+    r.add_argument("--profile", default="quick", choices=PROFILES)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, repeatable, e.g. --set train.grad_clip=1.0 (see `cpikan keys`)")
+    r.add_argument("--out", help="folder to save the run file in")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_run)
+
+    sub.add_parser("problems", help="list registered problems").set_defaults(func=_cmd_problems)
+    sub.add_parser("keys", help="list config keys, defaults and choices").set_defaults(func=_cmd_keys)
+
+    s = sub.add_parser("study", help="run the ablation notebooks, or build the report")
+    s.add_argument("action", choices=("run", "report"))
+    s.add_argument("--profile", default="quick", choices=PROFILES)
+    s.add_argument("--only", help="comma-separated ablation names")
+    s.add_argument("--seeds", type=int, help="seeds per run (default: the profile's)")
+    s.add_argument("--jobs", type=int, default=1, help="notebooks executed at once")
+    s.add_argument("--executor", default="local", choices=("local", "dask"))
+    s.add_argument("--address", help="Dask scheduler address (with --executor dask)")
+    s.add_argument("--root", default="reports", help="results root (reports/<profile>/ below it)")
+    s.set_defaults(func=_cmd_study)
+
+    b = sub.add_parser("bench", help="benchmarks that print figures")
+    b.add_argument("what", choices=("derivatives",))
+    b.add_argument("--device", default="auto")
+    b.add_argument("--points", default="2000,10000,50000", help="comma-separated point counts")
+    b.add_argument("--dims", default="1,2,3", help="comma-separated input dimensions")
+    b.add_argument("--repeats", type=int, default=10, help="timed steps per cell (median reported)")
+    b.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"cpikan: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

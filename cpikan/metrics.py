@@ -1,0 +1,68 @@
+"""Relative L2 and max error, peak memory, device and version facts for run records."""
+
+from __future__ import annotations
+
+import platform
+import resource
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+_STATUS = Path("/proc/self/status")
+
+
+def relative_l2(pred: np.ndarray, true: np.ndarray) -> float:
+    """||pred - true||_2 / ||true||_2 over the evaluation points."""
+    return float(np.linalg.norm(pred - true) / np.linalg.norm(true))
+
+
+def max_abs_error(pred: np.ndarray, true: np.ndarray) -> float:
+    return float(np.max(np.abs(pred - true)))
+
+
+@torch.no_grad()
+def predict(net: torch.nn.Module, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Network values at numpy points x (M, d), in chunks; float64 numpy (M,)."""
+    p = next(net.parameters())
+    out = [net(torch.as_tensor(x[i:i + chunk]).to(p.device, p.dtype)).double().cpu().numpy()
+           for i in range(0, len(x), chunk)]
+    return np.concatenate(out)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: CUDA allocator statistics, or the process's peak RSS (Linux clear_refs)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: max allocated since the reset. CPU: peak resident set size since the reset (VmHWM)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def versions() -> dict[str, str]:
+    import cpikan
+
+    return {"cpikan": cpikan.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}

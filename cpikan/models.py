@@ -1,0 +1,164 @@
+"""Scaled-cPIKAN, cPIKAN and the MLP baselines, as a flat sequence of simple ops.
+
+Every network is ``Network(ops)``: a list of `DomainScaling`, `Squash`, `ChebyKANLayer`
+or `nn.Linear`, applied in order to points of shape (N, d), giving (N,) values.
+Keeping the ops flat lets a derivative engine walk them one by one.
+
+Architectures (``model.arch``), hidden widths h_1..h_L, Chebyshev degree K:
+- ``scaled_cpikan``: x -> DomainScaling -> [Squash -> Cheb(n_i, n_{i+1}, K)]*  (the paper's model)
+- ``cpikan``: same without DomainScaling (raw coordinates enter the first tanh)
+- ``scaled_pinn``: x -> DomainScaling -> [Linear -> tanh]* -> Linear
+- ``pinn``: same without DomainScaling
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from cpikan.config import ConfigError
+
+INITS = ("xavier", "kaiming", "orthogonal", "small_random")
+
+
+def chebyshev_basis(s: torch.Tensor, degree: int) -> torch.Tensor:
+    """T_0..T_K at s by the recurrence T_{k+1} = 2 s T_k - T_{k-1}; shape (*s.shape, K+1).
+
+    The recurrence keeps derivatives finite at s = +-1, unlike cos(k acos s).
+    """
+    basis = [torch.ones_like(s), s]
+    for _ in range(2, degree + 1):
+        basis.append(2 * s * basis[-1] - basis[-2])
+    return torch.stack(basis[: degree + 1], dim=-1)
+
+
+class ChebyKANLayer(nn.Module):
+    """y_j = sum_i sum_k C[j, i, k] T_k(s_i), with input s in [-1, 1].
+
+    Args:
+        n_in, n_out: feature counts.
+        degree: K >= 1; the layer has K + 1 basis functions per input.
+    Shapes: s (N, n_in) -> y (N, n_out); coefficients C (n_out, n_in, K + 1).
+    """
+
+    def __init__(self, n_in: int, n_out: int, degree: int) -> None:
+        super().__init__()
+        if degree < 1:
+            raise ConfigError(f"model.degree={degree} must be >= 1")
+        self.n_in, self.n_out, self.degree = n_in, n_out, degree
+        self.coeffs = nn.Parameter(torch.empty(n_out, n_in, degree + 1))
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        if s.dim() != 2 or s.shape[1] != self.n_in:
+            raise ValueError(f"ChebyKANLayer expects input of shape (N, {self.n_in}), got {tuple(s.shape)}")
+        basis = chebyshev_basis(s, self.degree)  # (N, n_in, K+1)
+        return basis.flatten(1) @ self.coeffs.flatten(1).T  # (N, n_in*(K+1)) @ (n_in*(K+1), n_out)
+
+    def extra_repr(self) -> str:
+        return f"n_in={self.n_in}, n_out={self.n_out}, degree={self.degree}"
+
+
+class DomainScaling(nn.Module):
+    """Affine map of the box [lo, hi] to [-1, 1] per coordinate: z = a * x + b, a = 2 / (hi - lo)."""
+
+    def __init__(self, lo: Sequence[float], hi: Sequence[float]) -> None:
+        super().__init__()
+        lo_t, hi_t = torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
+        self.register_buffer("scale", 2.0 / (hi_t - lo_t))
+        self.register_buffer("shift", -(hi_t + lo_t) / (hi_t - lo_t))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+
+class Squash(nn.Module):
+    """tanh, optionally after LayerNorm: maps a hidden vector back into (-1, 1)."""
+
+    def __init__(self, width: int, layernorm: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width) if layernorm else None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.norm(h) if self.norm is not None else h)
+
+
+class Network(nn.Module):
+    """Applies `ops` in order to points x (N, d) and returns u (N,)."""
+
+    def __init__(self, ops: Sequence[nn.Module], in_dim: int) -> None:
+        super().__init__()
+        self.ops = nn.ModuleList(ops)
+        self.in_dim = in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"network expects points of shape (N, {self.in_dim}), got {tuple(x.shape)}")
+        h = x
+        for op in self.ops:
+            h = op(h)
+        return h[:, 0]
+
+
+def build_network(arch: str, lo: Sequence[float], hi: Sequence[float], hidden: Sequence[int],
+                  degree: int, norm: str = "none", init: str = "xavier") -> Network:
+    """The network for ``model.arch`` on the box [lo, hi] with the given hidden widths."""
+    d = len(lo)
+    widths = [d, *hidden, 1]
+    layernorm = norm == "layernorm"
+    ops: list[nn.Module] = []
+    if arch in ("scaled_cpikan", "scaled_pinn"):
+        ops.append(DomainScaling(lo, hi))
+    elif arch not in ("cpikan", "pinn"):
+        raise ConfigError(f"model.arch={arch!r} is not valid; choose scaled_cpikan, cpikan, scaled_pinn or pinn")
+    if arch.endswith("cpikan"):
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+            ops.append(Squash(n_in, layernorm and i > 0))
+            ops.append(ChebyKANLayer(n_in, n_out, degree))
+    else:
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+            if i > 0:
+                ops.append(Squash(n_in, layernorm))
+            ops.append(nn.Linear(n_in, n_out))
+    net = Network(ops, d)
+    initialize(net, init)
+    return net
+
+
+def initialize(net: nn.Module, scheme: str) -> None:
+    """Initialize Chebyshev coefficients and linear weights by `scheme` (biases to zero).
+
+    For C of shape (n_out, n_in, K+1), fan_in = n_in (K+1) and fan_out = n_out (K+1):
+    - ``xavier``: normal, std = sqrt(2 / (fan_in + fan_out))   (the paper's code)
+    - ``kaiming``: normal, std = sqrt(1 / fan_in)   (unit output variance for unit-variance basis)
+    - ``orthogonal``: rows of C viewed as (n_out, n_in (K+1)) orthonormal, times sqrt(1/(K+1))
+    - ``small_random``: normal, std = 1 / (n_in (K+1))   (the common ChebyKAN code)
+    Linear layers use the same formulas with K + 1 = 1.
+    """
+    if scheme not in INITS:
+        raise ConfigError(f"model.init={scheme!r} is not valid; choose one of {', '.join(INITS)}")
+    for module in net.modules():
+        if isinstance(module, ChebyKANLayer):
+            weight, n_basis = module.coeffs, module.degree + 1
+        elif isinstance(module, nn.Linear):
+            weight, n_basis = module.weight, 1
+            nn.init.zeros_(module.bias)
+        else:
+            continue
+        fan_out, fan_in = weight.shape[0] * n_basis, weight[0].numel()
+        with torch.no_grad():
+            if scheme == "orthogonal":
+                nn.init.orthogonal_(weight.view(weight.shape[0], -1), gain=math.sqrt(1.0 / n_basis))
+            else:
+                nn.init.normal_(weight, 0.0, init_std(scheme, fan_in, fan_out))
+
+
+def init_std(scheme: str, fan_in: int, fan_out: int) -> float:
+    """Standard deviation of the normal init schemes (see `initialize`)."""
+    return {
+        "xavier": math.sqrt(2.0 / (fan_in + fan_out)),
+        "kaiming": math.sqrt(1.0 / fan_in),
+        "small_random": 1.0 / fan_in,
+    }[scheme]

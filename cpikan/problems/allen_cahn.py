@@ -1,0 +1,49 @@
+"""Allen-Cahn: u_t - eps u_xx + 5 u^3 - 5 u = 0, x in [-1, 1] periodic, t in [0, 1], u(0, x) = x^2 cos(pi x).
+
+No closed form: the reference comes from `cpikan.spectral.allen_cahn_reference` (Fourier in x,
+ETDRK4 in time), computed once and cached on disk.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from cpikan.problems.base import Box, Initial, Periodic, Problem
+from cpikan.spectral import allen_cahn_reference
+
+EPS = 1e-4
+
+
+def initial(x: torch.Tensor) -> torch.Tensor:
+    return x[:, 1] ** 2 * torch.cos(math.pi * x[:, 1])
+
+
+def allen_cahn1d(eps: float = EPS) -> Problem:
+    """Coordinates (t, x); periodic in x (values and slopes matched across x = +-1)."""
+
+    def reference() -> tuple[np.ndarray, np.ndarray]:
+        t, x, u = allen_cahn_reference(eps=eps)
+        tt, xx = np.meshgrid(t, x, indexing="ij")
+        return np.stack([tt.ravel(), xx.ravel()], axis=1), u.ravel()
+
+    return Problem(
+        box=Box(lo=[0.0, -1.0], hi=[1.0, 1.0]),
+        residual=lambda d, x: d.u_x[0] - eps * d.u_xx[1] + 5 * d.u**3 - 5 * d.u,
+        conditions=[Initial(initial, axis=0), Periodic(axis=1)],
+        reference=reference,
+        time_axis=0,
+        coords=("t", "x"),
+        weights={"pde": 1.0, "ic": 100.0, "bc": 1.0},
+        sizes={
+            "smoke": {"train.epochs": 20, "sampling.n_pde": 128, "sampling.n_ic": 64, "sampling.n_bc": 32,
+                      "model.hidden": (8, 8), "train.lbfgs_epochs": 0},
+            "quick": {"train.epochs": 4000, "sampling.n_pde": 4000, "sampling.n_ic": 256, "sampling.n_bc": 200,
+                      "model.hidden": (32, 32), "train.lbfgs_epochs": 0},
+            "full": {"train.epochs": 40000, "sampling.n_pde": 20000, "sampling.n_ic": 512, "sampling.n_bc": 512,
+                     "model.hidden": (64, 64, 64), "train.lbfgs_epochs": 0},
+        },
+        name="allen_cahn1d",
+    )

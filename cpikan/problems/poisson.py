@@ -1,0 +1,60 @@
+"""Poisson problems: -u'' = f on [0, 1] and -Δu = f on [0, 1]^3, Dirichlet data from the exact solution."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cpikan.problems.base import Box, Dirichlet, Problem
+
+
+def poisson1d(frequency: float = 4.0) -> Problem:
+    """-u_xx = (w pi)^2 sin(w pi x) on [0, 1], u = sin(w pi x) (w = `frequency`), u(0) = u(1) = 0."""
+    w = frequency * math.pi
+
+    def exact(x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(w * x[:, 0])
+
+    return Problem(
+        box=Box(lo=[0.0], hi=[1.0]),
+        residual=lambda d, x: -d.u_xx[0] - w**2 * torch.sin(w * x[:, 0]),
+        conditions=[Dirichlet(exact)],
+        exact=exact,
+        coords=("x",),
+        weights={"pde": 1.0, "bc": 1.0},
+        sizes={
+            "smoke": {"train.epochs": 30, "sampling.n_pde": 64, "sampling.n_bc": 2, "model.hidden": (8, 8),
+                      "train.lbfgs_epochs": 0},
+            "quick": {"train.epochs": 3000, "sampling.n_pde": 256, "sampling.n_bc": 2, "model.hidden": (16, 16),
+                      "train.lbfgs_epochs": 0},
+            "full": {"train.epochs": 20000, "sampling.n_pde": 1000, "sampling.n_bc": 2, "model.hidden": (32, 32),
+                     "train.lbfgs_epochs": 0},
+        },
+        name="poisson1d",
+    )
+
+
+def poisson3d() -> Problem:
+    """-Δu = 3 pi^2 sin(pi x) sin(pi y) sin(pi z) on [0, 1]^3, u = sin(pi x) sin(pi y) sin(pi z), u = 0 on faces."""
+
+    def exact(x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(math.pi * x).prod(dim=1)
+
+    return Problem(
+        box=Box(lo=[0.0, 0.0, 0.0], hi=[1.0, 1.0, 1.0]),
+        residual=lambda d, x: -d.lap - 3 * math.pi**2 * exact(x),
+        conditions=[Dirichlet(exact)],
+        exact=exact,
+        coords=("x", "y", "z"),
+        weights={"pde": 1.0, "bc": 1.0},
+        sizes={
+            "smoke": {"train.epochs": 20, "sampling.n_pde": 128, "sampling.n_bc": 96, "model.hidden": (8, 8),
+                      "train.lbfgs_epochs": 0},
+            "quick": {"train.epochs": 2000, "sampling.n_pde": 2000, "sampling.n_bc": 600, "model.hidden": (16, 16),
+                      "train.lbfgs_epochs": 0},
+            "full": {"train.epochs": 20000, "sampling.n_pde": 20000, "sampling.n_bc": 6000,
+                     "model.hidden": (32, 32, 32), "train.lbfgs_epochs": 0},
+        },
+        name="poisson3d",
+    )

@@ -1,0 +1,187 @@
+"""`run(config)`: build, train and evaluate one configuration; `RunResult` and its JSON file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from cpikan import problems as registry
+from cpikan.config import ConfigError, RunConfig, params, resolve
+from cpikan.losses import PhysicsLoss, ProblemParameters, make_balancer
+from cpikan.metrics import (device_name, max_abs_error, peak_memory_mb, predict, relative_l2,
+                            reset_peak_memory, versions)
+from cpikan.models import build_network
+from cpikan.problems.base import Problem
+from cpikan.sampling import make_sampler, sample_points
+from cpikan.schedules import Schedule
+from cpikan.stability import make_clipper, make_early_stopping, make_precision
+from cpikan.train import Strategies, Trainer, heldout_points
+
+HELDOUT_POINTS = 1024
+
+
+@dataclass
+class RunResult:
+    """What one run produced. `model` and `problem` are live objects, not saved to JSON."""
+
+    config: dict
+    metrics: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+    status: str = "ok"
+    error: str | None = None
+    refinements: list = field(default_factory=list)
+    model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
+    problem: Problem | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> dict:
+        return _finite({"config": self.config, "metrics": self.metrics, "history": self.history,
+                        "status": self.status, "error": self.error, "refinements": self.refinements})
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically (temp file + rename): a reader never sees half a file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RunResult":
+        data = json.loads(Path(path).read_text())
+        return cls(config=data["config"], metrics=data.get("metrics", {}), history=data.get("history", {}),
+                   status=data.get("status", "ok"), error=data.get("error"),
+                   refinements=data.get("refinements", []))
+
+    @classmethod
+    def failed(cls, cfg: RunConfig, error: BaseException) -> "RunResult":
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()
+        return cls(config=cfg.to_dict(), status="failed", error=text)
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and inf become None, so the file is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; an explicit CUDA request without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but CUDA is not available; use 'auto' or 'cpu'")
+    return device
+
+
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def build_problem(cfg: RunConfig) -> Problem:
+    """The registered problem named by the config, with its factory parameters."""
+    return registry.get(cfg.problem, **cfg.problem_params)
+
+
+def run(cfg: RunConfig, problem: Problem | None = None, progress: bool | None = None,
+        on_epoch: Callable[[dict], bool | None] | None = None) -> RunResult:
+    """Train and evaluate one configuration.
+
+    Args:
+        cfg: the run's config; sizes left at None come from the problem and profile.
+        problem: a user's own Problem; default: the registered problem ``cfg.problem``.
+        progress: show a progress bar; default: when stderr is a terminal.
+        on_epoch: called with each history row; returning True stops training.
+    Returns the RunResult with the resolved config, metrics (DESIGN §5) and history.
+    """
+    if problem is None:
+        problem = build_problem(cfg)
+    else:
+        cfg = cfg.override({"problem": problem.name})
+    cfg = resolve(cfg, problem)
+    device = pick_device(cfg.device)
+    dtype = getattr(torch, cfg.dtype)
+    if progress is None:
+        progress = os.isatty(2)
+    with _threads(cfg.threads):
+        return _train_and_evaluate(cfg, problem, device, dtype, progress, on_epoch)
+
+
+def _train_and_evaluate(cfg: RunConfig, problem: Problem, device: torch.device, dtype: torch.dtype,
+                        progress: bool, on_epoch: Callable[[dict], bool | None] | None) -> RunResult:
+    precision = make_precision(cfg.train.amp, device, dtype)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    m = cfg.model
+    net = build_network(m.arch, problem.box.lo, problem.box.hi, m.hidden, m.degree, m.norm, m.init).to(device, dtype)
+    unknowns = ProblemParameters(problem.unknowns, problem.constants).to(device, dtype)
+    s = cfg.sampling
+    points = sample_points(problem, s.n_pde, s.n_bc, s.n_ic, gen, device, dtype)
+    stopping = params(cfg, "train.early_stopping")
+    strategies = Strategies(
+        precision=precision,
+        clipper=make_clipper(cfg.train.grad_clip),
+        stopper=make_early_stopping(stopping),
+        schedule=Schedule(cfg.train.scheduler, cfg.train.lr, cfg.train.epochs, params(cfg, "train.scheduler_params")),
+        balancer=make_balancer(cfg.loss.balancing, cfg.loss.weights, params(cfg, "loss.balancing_params")),
+        sampler=make_sampler(cfg, problem, points.pde, gen),
+    )
+    loss = PhysicsLoss(problem, net, cfg.derivatives, unknowns)
+    trainer = Trainer(loss, points, [net, unknowns], strategies, cfg.train.epochs, cfg.train.lr,
+                      monitor=stopping.get("monitor", "heldout"), monitor_every=stopping.get("every", 10),
+                      heldout=heldout_points(problem, HELDOUT_POINTS, gen, device, dtype),
+                      log_every=cfg.train.log_every, progress=progress, on_epoch=on_epoch)
+    reset_peak_memory(device)
+    started = time.perf_counter()
+    outcome = trainer.fit(cfg.train.lbfgs_epochs, torch.float64 if cfg.train.lbfgs_float64 else None)
+    wall = time.perf_counter() - started
+    peak = peak_memory_mb(device)
+
+    x_eval, u_eval = problem.evaluation_set()
+    u_pred = predict(net, x_eval)
+    losses = [v for v in outcome.history.get("loss", []) if v is not None and math.isfinite(v)]
+    metrics = {
+        "rel_l2": relative_l2(u_pred, u_eval),
+        "max_abs_err": max_abs_error(u_pred, u_eval),
+        "final_loss": losses[-1] if losses else math.nan,
+        "epochs_run": outcome.epochs_run,
+        "lbfgs_iterations": outcome.lbfgs_iterations,
+        "stop_reason": outcome.stop_reason,
+        "best_epoch": outcome.best_epoch,
+        "wall_time_s": wall,
+        "adam_time_s": outcome.adam_time_s,
+        "lbfgs_time_s": outcome.lbfgs_time_s,
+        "time_per_epoch_ms": 1000 * outcome.adam_time_s / max(outcome.epochs_run, 1),
+        "peak_mem_mb": peak,
+        "amp_skipped": (outcome.history.get("amp_skipped") or [0])[-1],
+        "device": device_name(device),
+        "versions": versions(),
+    }
+    for name, true in problem.true_unknowns.items():
+        found = float(unknowns.unknowns[name])
+        metrics[name] = found
+        metrics[f"{name}_rel_err"] = abs(found - true) / abs(true)
+    return RunResult(config=cfg.to_dict(), metrics=metrics, history=outcome.history,
+                     refinements=outcome.refinements, model=net, problem=problem)

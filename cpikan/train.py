@@ -1,0 +1,262 @@
+"""Trainer: an Adam phase with the toggles' hooks, then an optional L-BFGS phase.
+
+One Adam epoch, for each mini-batch the sampler yields (one, in the plain recipe):
+    forward under the precision strategy's autocast -> loss terms -> weighted total
+    -> NaN guard -> backward -> unscale -> clip (records the pre-clip norm) -> step
+then the balancer, the sampler's refinement, the monitored value, the schedule and early stopping.
+
+NaN guard (always on): a non-finite loss or gradient in full precision stops the run with
+``stop_reason = "nonfinite"`` and restores the last weights that gave a finite loss. Under AMP
+such a step is skipped and counted instead; 100 skips in a row also stop the run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from cpikan.losses import PhysicsLoss, total
+from cpikan.sampling import PointSets, uniform_box
+
+MAX_CONSECUTIVE_SKIPS = 100
+
+
+@dataclass
+class Strategies:
+    """One object per toggle (see stability, schedules, losses, sampling)."""
+
+    precision: object
+    clipper: object
+    stopper: object
+    schedule: object
+    balancer: object
+    sampler: object
+
+
+@dataclass
+class TrainOutcome:
+    history: dict[str, list] = field(default_factory=dict)
+    stop_reason: str = "max_epochs"
+    epochs_run: int = 0
+    lbfgs_iterations: int = 0
+    best_epoch: int | None = None
+    adam_time_s: float = 0.0
+    lbfgs_time_s: float = 0.0
+    refinements: list[dict] = field(default_factory=list)
+
+
+class StopTraining(Exception):
+    """Raised inside the loop to end training with a reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Trainer:
+    """Trains `modules` (network, and the unknowns of inverse problems) on `loss`.
+
+    Args:
+        loss: the physics-informed loss of the problem.
+        points: interior, condition and data points.
+        modules: what is trained and checkpointed (network first).
+        strategies: the toggles' strategy objects.
+        epochs, lr: Adam phase length and base rate.
+        monitor: "heldout" (PDE residual on held-out points) or "loss", when a strategy wants one.
+        monitor_every: epochs between evaluations of the monitored value.
+        heldout: held-out interior points for the "heldout" monitor.
+        log_every: history row every this many epochs.
+        on_epoch: called with each history row; returning True stops training ("stopped").
+    """
+
+    def __init__(self, loss: PhysicsLoss, points: PointSets, modules: list[torch.nn.Module],
+                 strategies: Strategies, epochs: int, lr: float, monitor: str = "heldout",
+                 monitor_every: int = 10, heldout: torch.Tensor | None = None, log_every: int = 1,
+                 progress: bool = False, on_epoch: Callable[[dict], bool | None] | None = None) -> None:
+        self.loss, self.points, self.modules, self.s = loss, points, modules, strategies
+        self.epochs, self.lr, self.log_every = epochs, lr, log_every
+        self.monitor, self.monitor_every, self.heldout = monitor, monitor_every, heldout
+        self.progress, self.on_epoch = progress, on_epoch
+        self.params = [p for m in modules for p in m.parameters()]
+        self.outcome = TrainOutcome()
+        self._last_finite = [p.detach().clone() for p in self.params]
+
+    # ------------------------------------------------------------ helpers
+
+    def _log(self, row: dict) -> bool:
+        for key, value in row.items():
+            self.outcome.history.setdefault(key, []).append(value)
+        return bool(self.on_epoch and self.on_epoch(row))
+
+    def _snapshot(self) -> None:
+        with torch.no_grad():
+            for keep, p in zip(self._last_finite, self.params):
+                keep.copy_(p)
+
+    def _restore_last_finite(self) -> None:
+        with torch.no_grad():
+            for keep, p in zip(self._last_finite, self.params):
+                p.copy_(keep)
+
+    def monitored_value(self, current_loss: float) -> float:
+        """Training loss, or mean squared PDE residual on the held-out points (full precision)."""
+        if self.monitor == "loss" or self.heldout is None:
+            return current_loss
+        return float(self.loss.residual(self.heldout).detach().square().mean())
+
+    # ------------------------------------------------------------ Adam phase
+
+    def _adam_step(self, optimizer: torch.optim.Optimizer, batch: torch.Tensor, first: bool) -> tuple[dict, float]:
+        s = self.s
+        with s.precision.autocast():
+            terms = self.loss.terms(self.points, batch)
+        loss = total(terms, s.balancer.weights)
+        if not torch.isfinite(loss.detach()):
+            return _floats(terms), math.nan
+        if first:
+            self._snapshot()
+        s.balancer.update(self._epoch, terms, self.params)
+        optimizer.zero_grad(set_to_none=True)
+        s.precision.backward(loss)
+        s.precision.unscale(optimizer)
+        norm = s.clipper.clip(self.params)
+        if not math.isfinite(norm) and s.precision.name != "fp16":
+            return _floats(terms), math.nan
+        applied = s.precision.step(optimizer)
+        return _floats(terms), norm if applied else math.nan
+
+    def _adam(self) -> None:
+        s, out = self.s, self.outcome
+        optimizer = torch.optim.Adam(self.params, lr=self.lr)
+        skipped = consecutive = points_seen = 0
+        start = time.perf_counter()
+        bar = tqdm(total=self.epochs, disable=not self.progress, desc="adam", mininterval=0.5, leave=False)
+        try:
+            for epoch in range(self.epochs):
+                self._epoch = epoch
+                lr = s.schedule.apply(optimizer, epoch)
+                sums: dict[str, float] = {}
+                norms, n_batches = [], 0
+                for i, batch in enumerate(s.sampler.batches(epoch)):
+                    terms, norm = self._adam_step(optimizer, batch, first=i == 0)
+                    if math.isnan(norm) or not all(map(math.isfinite, terms.values())):
+                        if s.precision.name == "none":
+                            self._restore_last_finite()
+                            raise StopTraining("nonfinite")
+                        skipped, consecutive = skipped + 1, consecutive + 1
+                        if consecutive >= MAX_CONSECUTIVE_SKIPS:
+                            self._restore_last_finite()
+                            raise StopTraining("nonfinite")
+                        continue
+                    consecutive = 0
+                    for term, value in terms.items():
+                        sums[term] = sums.get(term, 0.0) + value
+                    norms.append(norm)
+                    n_batches += 1
+                    points_seen += batch.shape[0]
+                out.epochs_run = epoch + 1
+                refinement = s.sampler.refine(epoch, self.loss.residual)
+                if refinement:
+                    out.refinements.append({"epoch": epoch, **refinement})
+                terms = {t: v / max(n_batches, 1) for t, v in sums.items()}
+                current = total(terms, s.balancer.weights) if terms else math.nan
+                monitored = None
+                if (s.schedule.wants_monitor or s.stopper.wants_monitor) and (epoch % self.monitor_every == 0 or epoch == self.epochs - 1):
+                    monitored = self.monitored_value(current)
+                    s.schedule.observe(epoch, monitored)
+                elapsed = time.perf_counter() - start
+                row = {"epoch": epoch, "phase": "adam", "loss": current, "lr": lr,
+                       "grad_norm": max(norms) if norms else math.nan, "amp_skipped": skipped,
+                       "time_s": elapsed, "points_per_s": points_seen / max(elapsed, 1e-12),
+                       "monitor": monitored,
+                       **{f"loss_{t}": v for t, v in terms.items()},
+                       **{f"{t}_weight": w for t, w in s.balancer.weights.items()}}
+                stop = False
+                if epoch % self.log_every == 0 or epoch == self.epochs - 1:
+                    stop = self._log(row)
+                if epoch % 50 == 0:
+                    bar.set_postfix(loss=f"{current:.3e}", refresh=False)
+                bar.update(1)
+                if monitored is not None and s.stopper.update(epoch, monitored, self.modules):
+                    s.stopper.restore(self.modules)
+                    out.best_epoch = s.stopper.best_epoch
+                    raise StopTraining("early_stopping")
+                if stop:
+                    raise StopTraining("stopped")
+        except StopTraining as stop:
+            out.stop_reason = stop.reason
+        finally:
+            bar.close()
+            _sync(self.params)
+            out.adam_time_s = time.perf_counter() - start
+        out.best_epoch = s.stopper.best_epoch
+
+    # ------------------------------------------------------------ L-BFGS phase
+
+    def _lbfgs(self, iterations: int) -> None:
+        """Strong-Wolfe L-BFGS on the weighted loss, full precision, no autocast."""
+        out = self.outcome
+        optimizer = torch.optim.LBFGS(self.params, lr=1.0, max_iter=iterations, max_eval=iterations * 5 // 4,
+                                      history_size=50, tolerance_grad=1e-12, tolerance_change=1e-15,
+                                      line_search_fn="strong_wolfe")
+        weights = dict(self.s.balancer.weights)
+        start = time.perf_counter()
+        base_epoch = out.epochs_run
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            terms = self.loss.terms(self.points)
+            loss = total(terms, weights)
+            if not torch.isfinite(loss):
+                raise StopTraining("nonfinite")
+            loss.backward()
+            self._snapshot()
+            out.lbfgs_iterations += 1
+            self._log({"epoch": base_epoch + out.lbfgs_iterations - 1, "phase": "lbfgs", "loss": float(loss),
+                       "lr": 1.0, "grad_norm": math.nan, "amp_skipped": 0,
+                       "time_s": out.adam_time_s + time.perf_counter() - start, "points_per_s": math.nan,
+                       "monitor": None, **{f"loss_{t}": float(v) for t, v in terms.items()},
+                       **{f"{t}_weight": w for t, w in weights.items()}})
+            return loss
+
+        try:
+            optimizer.step(closure)
+        except StopTraining as stop:
+            self._restore_last_finite()
+            out.stop_reason = stop.reason
+        out.lbfgs_time_s = time.perf_counter() - start
+
+    def fit(self, lbfgs_iterations: int = 0, lbfgs_dtype: torch.dtype | None = None) -> TrainOutcome:
+        """Adam phase, then (unless it ended on a non-finite loss or a user stop) the L-BFGS phase.
+
+        `lbfgs_dtype` (e.g. torch.float64) converts weights and points before L-BFGS.
+        """
+        self._adam()
+        if lbfgs_iterations > 0 and self.outcome.stop_reason not in ("nonfinite", "stopped"):
+            if lbfgs_dtype is not None:
+                for module in self.modules:
+                    module.to(lbfgs_dtype)
+                self.points = self.points.to(lbfgs_dtype)
+                self.params = [p for m in self.modules for p in m.parameters()]
+                self._last_finite = [p.detach().clone() for p in self.params]
+            self._lbfgs(lbfgs_iterations)
+        return self.outcome
+
+
+def _floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {t: float(v.detach()) for t, v in terms.items()}
+
+
+def _sync(params: list[torch.Tensor]) -> None:
+    if params and params[0].is_cuda:
+        torch.cuda.synchronize(params[0].device)
+
+
+def heldout_points(problem, n: int, gen: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Interior points never trained on, for the "heldout" monitor."""
+    return uniform_box(problem.box, n, gen).to(device, dtype)
