@@ -31,7 +31,8 @@ HELDOUT_POINTS = 1024
 
 @dataclass
 class RunResult:
-    """What one run produced. `model` and `problem` are live objects, not saved to JSON."""
+    """What one run produced. `model`, `problem` and the final interior point cloud `collocation`
+    (N, d) are live objects, not saved to JSON."""
 
     config: dict
     metrics: dict = field(default_factory=dict)
@@ -41,6 +42,7 @@ class RunResult:
     refinements: list = field(default_factory=list)
     model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
     problem: Problem | None = field(default=None, repr=False, compare=False)
+    collocation: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict:
         return _finite({"config": self.config, "metrics": self.metrics, "history": self.history,
@@ -66,6 +68,11 @@ class RunResult:
     def failed(cls, cfg: RunConfig, error: BaseException) -> "RunResult":
         text = "".join(traceback.format_exception_only(type(error), error)).strip()
         return cls(config=cfg.to_dict(), status="failed", error=text)
+
+
+def run_path(root: str | os.PathLike, profile: str, ablation: str, problem: str, variant: str, seed: int) -> Path:
+    """The one place results paths are built: <root>/<profile>/runs/<ablation>/<problem>/<variant>/seed<k>.json."""
+    return Path(root) / profile / "runs" / ablation / problem / variant / f"seed{seed}.json"
 
 
 def _finite(obj: Any) -> Any:
@@ -184,4 +191,5 @@ def _train_and_evaluate(cfg: RunConfig, problem: Problem, device: torch.device, 
         metrics[name] = found
         metrics[f"{name}_rel_err"] = abs(found - true) / abs(true)
     return RunResult(config=cfg.to_dict(), metrics=metrics, history=outcome.history,
-                     refinements=outcome.refinements, model=net, problem=problem)
+                     refinements=outcome.refinements, model=net, problem=problem,
+                     collocation=strategies.sampler.points.detach().cpu())
