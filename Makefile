@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 study: $(STAMP)
-	$(VENV)/bin/cpikan study run --profile $(PROFILE)
+	$(VENV)/bin/cpikan study run --profile $(PROFILE) --jobs 2
 	$(VENV)/bin/cpikan study report --profile $(PROFILE)
 
 test: $(STAMP)

@@ -159,7 +159,8 @@ def _train_and_evaluate(cfg: RunConfig, problem: Problem, device: torch.device, 
     trainer = Trainer(loss, points, [net, unknowns], strategies, cfg.train.epochs, cfg.train.lr,
                       monitor=stopping.get("monitor", "heldout"), monitor_every=stopping.get("every", 10),
                       heldout=heldout_points(problem, HELDOUT_POINTS, gen, device, dtype),
-                      log_every=cfg.train.log_every, progress=progress, on_epoch=on_epoch)
+                      log_every=cfg.train.log_every, progress=progress, on_epoch=on_epoch,
+                      compile=cfg.train.compile)
     reset_peak_memory(device)
     started = time.perf_counter()
     outcome = trainer.fit(cfg.train.lbfgs_epochs, torch.float64 if cfg.train.lbfgs_float64 else None)
@@ -183,11 +184,12 @@ def _train_and_evaluate(cfg: RunConfig, problem: Problem, device: torch.device, 
         "time_per_epoch_ms": 1000 * outcome.adam_time_s / max(outcome.epochs_run, 1),
         "peak_mem_mb": peak,
         "amp_skipped": (outcome.history.get("amp_skipped") or [0])[-1],
+        "balancing_skipped": strategies.balancer.skipped,
         "device": device_name(device),
         "versions": versions(),
     }
     for name, true in problem.true_unknowns.items():
-        found = float(unknowns.unknowns[name])
+        found = float(unknowns.unknowns[name].detach())
         metrics[name] = found
         metrics[f"{name}_rel_err"] = abs(found - true) / abs(true)
     return RunResult(config=cfg.to_dict(), metrics=metrics, history=outcome.history,

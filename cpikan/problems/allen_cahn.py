@@ -40,8 +40,8 @@ def allen_cahn1d(eps: float = EPS) -> Problem:
         sizes={
             "smoke": {"train.epochs": 20, "sampling.n_pde": 128, "sampling.n_ic": 64, "sampling.n_bc": 32,
                       "model.hidden": (8, 8), "train.lbfgs_epochs": 0},
-            "quick": {"train.epochs": 4000, "sampling.n_pde": 4000, "sampling.n_ic": 256, "sampling.n_bc": 200,
-                      "model.hidden": (32, 32), "train.lbfgs_epochs": 0},
+            "quick": {"train.epochs": 1000, "sampling.n_pde": 2000, "sampling.n_ic": 256, "sampling.n_bc": 200,
+                      "model.hidden": (16, 16), "train.lbfgs_epochs": 500},
             "full": {"train.epochs": 40000, "sampling.n_pde": 20000, "sampling.n_ic": 512, "sampling.n_bc": 512,
                      "model.hidden": (64, 64, 64), "train.lbfgs_epochs": 0},
         },

@@ -1,4 +1,9 @@
-"""Poisson problems: -u'' = f on [0, 1] and -Δu = f on [0, 1]^3, Dirichlet data from the exact solution."""
+"""Poisson problems: -u'' = f on [0, 1] and -Δu = f on [0, 1]^3, Dirichlet data from the exact solution.
+
+Boundary weight 100: under the default Xavier init the PDE term starts orders of magnitude above the
+boundary term, and with weight 1 the boundary values were left unfit (poisson3d quick: boundary RMS
+error 0.12, rel_l2 0.26; with weight 100, rel_l2 2e-2 at the same budget).
+"""
 
 from __future__ import annotations
 
@@ -22,12 +27,12 @@ def poisson1d(frequency: float = 4.0) -> Problem:
         conditions=[Dirichlet(exact)],
         exact=exact,
         coords=("x",),
-        weights={"pde": 1.0, "bc": 1.0},
+        weights={"pde": 1.0, "bc": 100.0},
         sizes={
             "smoke": {"train.epochs": 30, "sampling.n_pde": 64, "sampling.n_bc": 2, "model.hidden": (8, 8),
                       "train.lbfgs_epochs": 0},
-            "quick": {"train.epochs": 3000, "sampling.n_pde": 256, "sampling.n_bc": 2, "model.hidden": (16, 16),
-                      "train.lbfgs_epochs": 0},
+            "quick": {"train.epochs": 1000, "sampling.n_pde": 256, "sampling.n_bc": 2, "model.hidden": (8, 8),
+                      "train.lbfgs_epochs": 1000},
             "full": {"train.epochs": 20000, "sampling.n_pde": 1000, "sampling.n_bc": 2, "model.hidden": (32, 32),
                      "train.lbfgs_epochs": 0},
         },
@@ -47,12 +52,12 @@ def poisson3d() -> Problem:
         conditions=[Dirichlet(exact)],
         exact=exact,
         coords=("x", "y", "z"),
-        weights={"pde": 1.0, "bc": 1.0},
+        weights={"pde": 1.0, "bc": 100.0},
         sizes={
             "smoke": {"train.epochs": 20, "sampling.n_pde": 128, "sampling.n_bc": 96, "model.hidden": (8, 8),
                       "train.lbfgs_epochs": 0},
-            "quick": {"train.epochs": 2000, "sampling.n_pde": 2000, "sampling.n_bc": 600, "model.hidden": (16, 16),
-                      "train.lbfgs_epochs": 0},
+            "quick": {"train.epochs": 500, "sampling.n_pde": 1500, "sampling.n_bc": 600, "model.hidden": (12, 12),
+                      "train.lbfgs_epochs": 3000},
             "full": {"train.epochs": 20000, "sampling.n_pde": 20000, "sampling.n_bc": 6000,
                      "model.hidden": (32, 32, 32), "train.lbfgs_epochs": 0},
         },

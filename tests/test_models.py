@@ -1,0 +1,53 @@
+"""Chebyshev basis and layer, domain scaling, network shapes."""
+
+import numpy as np
+import pytest
+import torch
+from numpy.polynomial import chebyshev as C
+
+from cpikan.models import ChebyKANLayer, DomainScaling, build_network, chebyshev_basis
+
+
+@pytest.mark.parametrize("degree", [1, 2, 5, 12])
+def test_basis_equals_numpy_chebvander(degree):
+    s = np.concatenate([np.linspace(-1, 1, 201), [-1.0, 1.0]])
+    ours = chebyshev_basis(torch.from_numpy(s), degree).numpy()
+    np.testing.assert_allclose(ours, C.chebvander(s, degree), rtol=0, atol=1e-12)
+
+
+def test_layer_is_a_sum_of_chebyshev_series():
+    torch.manual_seed(0)
+    layer = ChebyKANLayer(3, 2, 4).double()
+    torch.nn.init.normal_(layer.coeffs)
+    s = torch.rand(50, 3, dtype=torch.float64) * 2 - 1
+    y = layer(s).detach().numpy()
+    coeffs, x = layer.coeffs.detach().numpy(), s.numpy()
+    expected = np.stack([sum(C.chebval(x[:, i], coeffs[j, i]) for i in range(3)) for j in range(2)], axis=1)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_layer_rejects_wrong_input_shape():
+    with pytest.raises(ValueError, match=r"shape \(N, 3\), got \(5, 2\)"):
+        ChebyKANLayer(3, 2, 4)(torch.zeros(5, 2))
+
+
+def test_domain_scaling_maps_box_to_unit_cube():
+    scale = DomainScaling([2.0, -3.0], [5.0, 1.0]).double()
+    out = scale(torch.tensor([[2.0, -3.0], [5.0, 1.0], [3.5, -1.0]], dtype=torch.float64))
+    np.testing.assert_allclose(out.numpy(), [[-1, -1], [1, 1], [0, 0]], atol=1e-15)
+
+
+@pytest.mark.parametrize("arch", ["scaled_cpikan", "cpikan", "scaled_pinn", "pinn"])
+@pytest.mark.parametrize("norm", ["none", "layernorm"])
+def test_every_architecture_maps_points_to_values(arch, norm):
+    net = build_network(arch, [0.0, -1.0], [1.0, 1.0], (6, 5), 3, norm, "xavier")
+    assert net(torch.rand(7, 2)).shape == (7,)
+    has_scaling = any(isinstance(op, DomainScaling) for op in net.ops)
+    assert has_scaling == arch.startswith("scaled")
+    assert any(isinstance(op, ChebyKANLayer) for op in net.ops) == arch.endswith("cpikan")
+
+
+def test_network_rejects_wrong_point_dimension():
+    net = build_network("scaled_cpikan", [0.0], [1.0], (4,), 3)
+    with pytest.raises(ValueError, match=r"\(N, 1\), got \(3, 2\)"):
+        net(torch.zeros(3, 2))

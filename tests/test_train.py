@@ -1,0 +1,129 @@
+"""Trainer and the stage-1 toggles: clipping, AMP, early stopping, NaN guard, L-BFGS phase."""
+
+import math
+
+import pytest
+import torch
+
+import cpikan
+from cpikan.config import ConfigError
+from cpikan.stability import ClipNorm, grad_norm
+
+SMOKE = cpikan.RunConfig(problem="poisson1d", profile="smoke", device="cpu")
+
+
+def short(*overrides, epochs=15):
+    return cpikan.run(SMOKE.override(f"train.epochs={epochs}", *overrides), progress=False)
+
+
+@pytest.mark.parametrize("overrides", [
+    (), ("train.grad_clip=1.0",), ("train.amp=bf16",),
+    ("train.early_stopping={'patience': 5, 'every': 1}",),
+    ("train.early_stopping={'monitor': 'loss'}",),
+])
+def test_each_stage1_toggle_runs_and_records_history(overrides):
+    result = short(*overrides)
+    assert result.status == "ok" and result.metrics["epochs_run"] >= 1
+    hist = result.history
+    assert len(hist["loss"]) == result.metrics["epochs_run"]
+    for key in ("loss_pde", "loss_bc", "grad_norm", "lr", "time_s", "amp_skipped", "pde_weight"):
+        assert key in hist
+    assert all(math.isfinite(v) for v in hist["grad_norm"])
+    assert result.metrics["peak_mem_mb"] > 0 and result.metrics["time_per_epoch_ms"] > 0
+
+
+def test_clip_bounds_the_applied_gradient_norm_and_reports_the_pre_clip_norm():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5)), torch.nn.Parameter(torch.randn(3, 2))]
+    for p in params:
+        p.grad = torch.randn_like(p) * 100
+    before = float(grad_norm(params))
+    reported = ClipNorm(0.5).clip(params)
+    assert reported == pytest.approx(before)
+    assert float(grad_norm(params)) == pytest.approx(0.5, rel=1e-5)
+
+
+def test_clipping_acts_in_training_and_logs_pre_clip_norms():
+    result = short("train.grad_clip=1e-3")
+    assert max(result.history["grad_norm"]) > 1e-3
+    off = short()
+    assert off.history["loss"][0] == result.history["loss"][0]
+    assert off.history["loss"][-1] != result.history["loss"][-1]
+
+
+def test_early_stopping_stops_on_a_plateau_and_restores_the_best_weights():
+    result = short("train.lr=1e-9", "train.early_stopping={'patience': 4, 'every': 1, 'monitor': 'loss', "
+                   "'min_delta': 1e-3}", epochs=200)
+    m = result.metrics
+    assert m["stop_reason"] == "early_stopping"
+    assert m["epochs_run"] == m["best_epoch"] + 4 + 1 < 20
+    monitored = [v for v in result.history["monitor"] if v is not None]
+    best = min(monitored)
+    from cpikan.losses import PhysicsLoss, ProblemParameters, total
+    from cpikan.sampling import sample_points
+    cfg = cpikan.RunConfig.from_dict(result.config)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    points = sample_points(result.problem, cfg.sampling.n_pde, cfg.sampling.n_bc, cfg.sampling.n_ic, gen,
+                           torch.device("cpu"), torch.float32)
+    loss = PhysicsLoss(result.problem, result.model, "autograd", ProblemParameters({}, {}))
+    final = float(total(loss.terms(points), cfg.loss.weights).detach())
+    assert final == pytest.approx(best, rel=1e-6)
+
+
+def test_a_nonfinite_loss_stops_the_run_with_last_finite_weights_and_a_run_file(tmp_path):
+    calls = {"n": 0}
+    base = cpikan.problems.get("poisson1d")
+
+    def residual(d, x):
+        calls["n"] += 1
+        r = base.residual(d, x)
+        return r * math.nan if calls["n"] > 6 else r
+
+    problem = cpikan.Problem(box=base.box, residual=residual, conditions=base.conditions, exact=base.exact,
+                             sizes=base.sizes, name="poisson1d_nan")
+    result = cpikan.run(SMOKE.override("train.epochs=50"), problem=problem, progress=False)
+    assert result.metrics["stop_reason"] == "nonfinite"
+    assert result.metrics["epochs_run"] == 6
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    assert math.isfinite(result.metrics["rel_l2"])
+    saved = cpikan.RunResult.load(result.save(tmp_path / "run.json"))
+    assert saved.metrics["stop_reason"] == "nonfinite"
+
+
+def test_fp16_on_cpu_is_refused_with_a_clear_error():
+    with pytest.raises(ConfigError, match="fp16.*needs CUDA.*bf16"):
+        short("train.amp=fp16")
+
+
+def test_lbfgs_after_amp_runs_in_full_precision_without_autocast():
+    seen = []
+
+    def watch(row):
+        seen.append((row["phase"], torch.is_autocast_enabled("cpu")))
+
+    cfg = SMOKE.override("train.epochs=5", "train.amp=bf16", "train.lbfgs_epochs=5")
+    result = cpikan.run(cfg, progress=False, on_epoch=watch)
+    assert {phase for phase, _ in seen} == {"adam", "lbfgs"}
+    assert not any(on for phase, on in seen if phase == "lbfgs")
+    assert all(p.dtype == torch.float64 for p in result.model.parameters())
+    assert result.metrics["lbfgs_iterations"] >= 1
+    kept = cpikan.run(cfg.override("train.lbfgs_float64=false"), progress=False)
+    assert all(p.dtype == torch.float32 for p in kept.model.parameters())
+
+
+def test_lbfgs_lowers_the_loss_after_adam():
+    result = short("train.lbfgs_epochs=30", epochs=20)
+    phases = result.history["phase"]
+    adam_last = result.history["loss"][phases.index("lbfgs") - 1]
+    assert min(result.history["loss"][phases.index("lbfgs"):]) < adam_last
+
+
+def test_on_epoch_returning_true_stops_training():
+    result = cpikan.run(SMOKE.override("train.epochs=50"), progress=False, on_epoch=lambda row: row["epoch"] >= 2)
+    assert result.metrics["stop_reason"] == "stopped" and result.metrics["epochs_run"] == 3
+
+
+def test_on_epoch_stop_also_ends_the_lbfgs_phase():
+    cfg = SMOKE.override("train.epochs=3", "train.lbfgs_epochs=50")
+    result = cpikan.run(cfg, progress=False, on_epoch=lambda row: row["phase"] == "lbfgs")
+    assert result.metrics["stop_reason"] == "stopped" and result.metrics["lbfgs_iterations"] == 1
