@@ -205,7 +205,8 @@ def all_keys() -> list[str]:
 
 
 def schema() -> list[dict[str, Any]]:
-    """One entry per key: key, type annotation (str), default, choices, help, params tables."""
+    """One entry per key: key, type annotation (str), default, choices, help, params tables, and
+    ``params_for``: the choice key whose value selects the params table (None for ``"*"`` tables)."""
     rows = []
     for key in all_keys():
         owner, f = _lookup_field(key)
@@ -213,7 +214,7 @@ def schema() -> list[dict[str, Any]]:
         rows.append({"key": key, "type": str(_hints(owner)[f.name]), "default": default,
                      "choices": f.metadata.get("choices"), "help": f.metadata.get("help", ""),
                      "from_problem": f.metadata.get("from_problem", False),
-                     "params": PARAMS.get(key)})
+                     "params": PARAMS.get(key), "params_for": f.metadata.get("params_for")})
     return rows
 
 
@@ -398,6 +399,10 @@ def validate(cfg: RunConfig) -> None:
                 raise ConfigError(f"loss.weights.{term}={weight!r} must be a number >= 0")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ConfigError(f"device={cfg.device!r} is not valid; choose 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if cfg.train.compile and cfg.derivatives != "taylor":
+        raise ConfigError(f"train.compile=True needs derivatives='taylor', not {cfg.derivatives!r}: nested autograd "
+                          "differentiates twice (double backward), which torch.compile cannot compile; set "
+                          "derivatives=taylor (before train.compile when overriding), or train.compile=false")
 
 
 LOSS_TERMS = ("pde", "bc", "ic", "data")

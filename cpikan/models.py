@@ -71,7 +71,7 @@ class DomainScaling(nn.Module):
         self.register_buffer("shift", -(hi_t + lo_t) / (hi_t - lo_t))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale + self.shift
+        return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
 
 
 class Squash(nn.Module):
@@ -128,14 +128,22 @@ def build_network(arch: str, lo: Sequence[float], hi: Sequence[float], hidden: S
 
 
 def initialize(net: nn.Module, scheme: str) -> None:
-    """Initialize Chebyshev coefficients and linear weights by `scheme` (biases to zero).
+    """Draw Chebyshev coefficients and linear weights by `scheme`; linear biases start at zero.
 
-    For C of shape (n_out, n_in, K+1), fan_in = n_in (K+1) and fan_out = n_out (K+1):
-    - ``xavier``: normal, std = sqrt(2 / (fan_in + fan_out))   (the paper's code)
-    - ``kaiming``: normal, std = sqrt(1 / fan_in)   (unit output variance for unit-variance basis)
-    - ``orthogonal``: rows of C viewed as (n_out, n_in (K+1)) orthonormal, times sqrt(1/(K+1))
-    - ``small_random``: normal, std = 1 / (n_in (K+1))   (the common ChebyKAN code)
-    Linear layers use the same formulas with K + 1 = 1.
+    A Chebyshev layer y_j = sum_(i,k) C[j,i,k] T_k(s_i) is linear in C, with fan_in = n_in (K+1)
+    basis values per output and fan_out = n_out (K+1); a linear layer is the case K + 1 = 1.
+    Scale of the entries of C (std of a normal draw; root mean square for ``orthogonal``):
+    - ``xavier``: sqrt(2 / (fan_in + fan_out)). Glorot's compromise between keeping forward and
+      backward variances; torch's xavier_normal_ on the coefficient tensor, as in the
+      Scaled-cPIKAN paper's code. The default.
+    - ``kaiming``: sqrt(1 / fan_in). He's fan-in rule with gain 1: the layer is linear in its
+      basis values (ReLU's gain sqrt(2) does not apply), so Var y_j equals the mean square of
+      the basis values: 1 for T_0, 1/2 for T_k with arcsine-spread s, about 0.58 for K = 5.
+    - ``orthogonal``: C as an (n_out, fan_in) matrix with orthonormal rows (orthogonal columns
+      scaled by sqrt(n_out / fan_in) when n_out > fan_in), so the same root mean square
+      sqrt(1 / fan_in) as kaiming: an ablation of decorrelated outputs at equal scale.
+    - ``small_random``: 1 / fan_in. The ChebyKAN reference code; outputs start about
+      sqrt(fan_in) times smaller than with kaiming and grow during training.
     """
     if scheme not in INITS:
         raise ConfigError(f"model.init={scheme!r} is not valid; choose one of {', '.join(INITS)}")
@@ -150,15 +158,19 @@ def initialize(net: nn.Module, scheme: str) -> None:
         fan_out, fan_in = weight.shape[0] * n_basis, weight[0].numel()
         with torch.no_grad():
             if scheme == "orthogonal":
-                nn.init.orthogonal_(weight.view(weight.shape[0], -1), gain=math.sqrt(1.0 / n_basis))
+                gain = math.sqrt(max(1.0, weight.shape[0] / fan_in))
+                nn.init.orthogonal_(weight.view(weight.shape[0], -1), gain=gain)
             else:
                 nn.init.normal_(weight, 0.0, init_std(scheme, fan_in, fan_out))
 
 
 def init_std(scheme: str, fan_in: int, fan_out: int) -> float:
-    """Standard deviation of the normal init schemes (see `initialize`)."""
+    """Scale of the entries each scheme draws (see `initialize`); for ``orthogonal`` the root mean square."""
+    if scheme not in INITS:
+        raise ConfigError(f"model.init={scheme!r} is not valid; choose one of {', '.join(INITS)}")
     return {
         "xavier": math.sqrt(2.0 / (fan_in + fan_out)),
         "kaiming": math.sqrt(1.0 / fan_in),
+        "orthogonal": math.sqrt(1.0 / fan_in),
         "small_random": 1.0 / fan_in,
     }[scheme]

@@ -1,15 +1,19 @@
-"""Point sets: interior collocation, boundary faces, initial slice, periodic pairs.
+"""Point sets (interior collocation, boundary faces, initial slice, periodic pairs) and the
+collocation strategies: mini-batches or spatial patches (``sampling.batches``) and
+residual-based adaptive sampling (``sampling.adaptive``: RAR, RAD).
 
-All points are drawn uniformly from a seeded `torch.Generator` in float64 on the CPU, then
-moved to the run's device and dtype, so a seed gives the same points on every machine.
+Every random draw comes from the run's seeded `torch.Generator` in float64 on the CPU and is
+then moved to the run's device and dtype, so a seed gives the same points on every machine.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
+from cpikan.config import ConfigError, RunConfig, params
 from cpikan.problems.base import Box, Condition, Dirichlet, Initial, Periodic, Problem
 
 
@@ -99,21 +103,162 @@ def sample_points(problem: Problem, n_pde: int, n_bc: int, n_ic: int, gen: torch
     return PointSets(pde, conditions, data_x, data_u)
 
 
-class FixedCollocation:
-    """The plain recipe: the same full set of interior points at every epoch."""
+class Collocation:
+    """Interior collocation: the current cloud `points` (N, d), cut into `count` batches per epoch.
 
-    def __init__(self, points: torch.Tensor) -> None:
-        self.points = points
+    Contract with the trainer: `batches(epoch)` lists this epoch's mini-batches (every point of
+    the cloud exactly once); `refine(epoch, residual)` may change the cloud after the epoch and
+    returns what it did, or None. This base class never refines; with count=1 and no resample it
+    is the plain recipe: the same full set at every step.
+
+    Args:
+        points: initial interior points (N, d) on the run's device and dtype.
+        box: the domain, for fresh uniform points.
+        gen: seeded CPU generator (float64 draws) behind every random choice.
+        count: batches per epoch, 1 <= count <= N.
+        mode: "minibatch": a random permutation cut into `count` near-equal parts;
+            "patches": `count` slabs along the box's longest axis, cut at the points' quantiles
+            so each slab holds an equal share of the points (never an empty batch); visited
+            in a random order.
+        resample: replace the cloud by a fresh draw (`redraw`) at the start of every epoch after the first.
+    """
+
+    def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, count: int = 1,
+                 mode: str = "minibatch", resample: bool = False) -> None:
+        self.points, self.box, self.gen = points, box, gen
+        self.count, self.mode, self.resample = count, mode, resample
+        self.n_base = points.shape[0]
+        self.axis = max(range(box.dim), key=lambda a: box.hi[a] - box.lo[a])
+
+    def uniform(self, n: int) -> torch.Tensor:
+        """n fresh uniform points in the box, on the cloud's device and dtype; shape (n, d)."""
+        return uniform_box(self.box, n, self.gen).to(self.points.device, self.points.dtype)
+
+    def redraw(self) -> torch.Tensor:
+        """The cloud `resample` draws: as many uniform points as the initial set."""
+        return self.uniform(self.n_base)
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
-        return [self.points]
+        if self.resample and epoch > 0:
+            self.points = self.redraw()
+        if self.count == 1:
+            return [self.points]
+        n = self.points.shape[0]
+        if self.mode == "patches":
+            slabs = torch.tensor_split(self.points[:, self.axis].argsort(), self.count)
+            parts = [slabs[i] for i in torch.randperm(self.count, generator=self.gen)]
+        else:
+            parts = torch.tensor_split(torch.randperm(n, generator=self.gen).to(self.points.device), self.count)
+        return [self.points[i] for i in parts]
 
-    def refine(self, epoch: int, residual) -> dict | None:
+    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None:
         return None
 
+    def _due(self, epoch: int, every: int) -> bool:
+        return (epoch + 1) % every == 0
 
-def make_sampler(cfg, problem: Problem, points: torch.Tensor, gen: torch.Generator) -> FixedCollocation:
-    """The collocation strategy for ``sampling.adaptive`` and ``sampling.batches``."""
-    if cfg.sampling.adaptive != "none" or cfg.sampling.batches is not None:
-        raise NotImplementedError("adaptive and batched collocation are not implemented yet")
-    return FixedCollocation(points)
+
+class ResidualRefinement(Collocation):
+    """``sampling.adaptive = "rar"``: after every `every` epochs, score `candidates` fresh uniform
+    points by |r|, and add the largest `ratio` share of those above the `percentile`-th percentile
+    of |r|, largest first, never growing the cloud beyond `max_points`.
+
+    Added points stay for the rest of the run; with `resample`, only the uniform part is redrawn.
+    Batching arguments as in `Collocation`.
+    """
+
+    def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, *, every: int, candidates: int,
+                 ratio: float, percentile: float, max_points: int, **batching: Any) -> None:
+        super().__init__(points, box, gen, **batching)
+        self.every, self.candidates, self.ratio = every, candidates, ratio
+        self.percentile, self.max_points = percentile, max_points
+        self.added = points[:0]
+
+    def redraw(self) -> torch.Tensor:
+        return torch.cat([self.uniform(self.n_base), self.added])
+
+    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None:
+        if not self._due(epoch, self.every):
+            return None
+        x = self.uniform(self.candidates)
+        r = residual(x).detach().abs()
+        above = torch.nonzero(r > torch.quantile(r.double(), self.percentile / 100)).squeeze(1)
+        room = max(self.max_points - self.points.shape[0], 0)
+        n_add = min(round(self.ratio * above.numel()), room)
+        new = x[above[r[above].argsort(descending=True)[:n_add]]].detach()
+        self.added = torch.cat([self.added, new])
+        self.points = torch.cat([self.points, new])
+        return {"n_points": self.points.shape[0], "n_added": n_add, **_spread(r)}
+
+
+class ResidualDistribution(Collocation):
+    """``sampling.adaptive = "rad"`` (Wu et al. 2023): after every `every` epochs, draw the whole
+    cloud (N i.i.d. points, with replacement) from `candidates` fresh uniform points with
+
+        p(x) ∝ |r(x)|^k / mean(|r|^k) + c.
+
+    A scoring with non-finite or all-zero p keeps the cloud. With `resample`, every epoch draws
+    from the latest p (uniform before the first refinement). Batching arguments as in `Collocation`.
+    """
+
+    def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, *, every: int, candidates: int,
+                 k: float, c: float, **batching: Any) -> None:
+        super().__init__(points, box, gen, **batching)
+        self.every, self.candidates, self.k, self.c = every, candidates, k, c
+        self.pool: torch.Tensor | None = None
+        self.prob: torch.Tensor | None = None
+
+    def redraw(self) -> torch.Tensor:
+        if self.pool is None:
+            return super().redraw()
+        picks = torch.multinomial(self.prob, self.n_base, replacement=True, generator=self.gen)
+        return self.pool[picks.to(self.pool.device)]
+
+    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None:
+        if not self._due(epoch, self.every):
+            return None
+        x = self.uniform(self.candidates)
+        r = residual(x).detach().abs()
+        rk = r.double().cpu() ** self.k
+        prob = rk / rk.mean() + self.c
+        if torch.isfinite(prob).all() and prob.sum() > 0:
+            self.pool, self.prob = x.detach(), prob
+            self.points = self.redraw()
+        return {"n_points": self.points.shape[0], **_spread(r)}
+
+
+def _spread(r: torch.Tensor) -> dict[str, float]:
+    """median, 90th percentile and max of |r| over the candidates."""
+    q = torch.quantile(r.double(), torch.tensor([0.5, 0.9], dtype=torch.float64, device=r.device))
+    return {"median": float(q[0]), "p90": float(q[1]), "max": float(r.max())}
+
+
+SAMPLERS = {"none": Collocation, "rar": ResidualRefinement, "rad": ResidualDistribution}
+
+# option -> (test, rule stated in the error)
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "every": (lambda v: v >= 1, "an integer >= 1"),
+    "candidates": (lambda v: v >= 1, "an integer >= 1"),
+    "ratio": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "percentile": (lambda v: 0 <= v < 100, "in [0, 100)"),
+    "max_points": (lambda v: v >= 1, "an integer >= 1"),
+    "k": (lambda v: v >= 0, ">= 0"),
+    "c": (lambda v: v >= 0, ">= 0"),
+}
+
+
+def make_sampler(cfg: RunConfig, problem: Problem, points: torch.Tensor, gen: torch.Generator) -> Collocation:
+    """The collocation strategy for ``sampling.adaptive`` (+ ``sampling.adaptive_params``) and
+    ``sampling.batches``, starting from the interior `points` (N, d); `gen` drives every later draw."""
+    batching = params(cfg, "sampling.batches")
+    n = points.shape[0]
+    if batching and not 1 <= batching["count"] <= n:
+        raise ConfigError(f"sampling.batches.count={batching['count']} is not valid: choose 1..{n} "
+                          f"(at most the {n} interior points, sampling.n_pde)")
+    options = params(cfg, "sampling.adaptive_params")
+    for key, value in options.items():
+        ok, rule = _RULES[key]
+        if not ok(value):
+            raise ConfigError(f"sampling.adaptive_params.{key}={value!r} is not valid for "
+                              f"sampling.adaptive={cfg.sampling.adaptive!r}: must be {rule}")
+    return SAMPLERS[cfg.sampling.adaptive](points, problem.box, gen, **batching, **options)

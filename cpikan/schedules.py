@@ -1,44 +1,72 @@
 """Learning-rate schedules of the Adam phase (``train.scheduler``), epoch by epoch.
 
-With base rate lr_0, E epochs, optional linear warm-up over W epochs (lr_0 (e+1)/W for e < W),
-then at epoch e (counted from the end of warm-up, e' = e - W, E' = E - W):
+With base rate lr_0 and E epochs, an optional linear warm-up over W epochs gives lr_0 (e+1)/W
+for e < W; then, counting e' = e - W over the E' = E - W remaining epochs:
 - ``none``:        lr_0
 - ``exponential``: lr_0 gamma^e'
 - ``cosine``:      eta_min + (lr_0 - eta_min) (1 + cos(pi e' / E')) / 2
-- ``multistep``:   lr_0 gamma^(number of milestones <= e); a milestone < 1 is a fraction of E
-- ``plateau``:     lr multiplied by `factor` when the monitored value has not improved by a
-                   relative `threshold` for `patience` epochs, never below `min_lr`
+- ``multistep``:   lr_0 gamma^(number of milestones m <= e'); a milestone m < 1 means m E'
+- ``plateau``:     lr multiplied by `factor` when the monitored value (the one early stopping
+                   watches: held-out residual or training loss, every `every` epochs) has not
+                   dropped below best (1 - `threshold`) for `patience` epochs; never below `min_lr`
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import torch
 
+from cpikan.config import ConfigError
+
+_VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "gamma": (lambda v: v > 0, "> 0"),
+    "warmup": (lambda v: v >= 0, ">= 0"),
+    "eta_min": (lambda v: v >= 0, ">= 0"),
+    "factor": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "patience": (lambda v: v >= 1, ">= 1"),
+    "threshold": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "min_lr": (lambda v: v >= 0, ">= 0"),
+    "milestones": (lambda v: all(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in v),
+                   "a list of numbers > 0 (epochs after warm-up, or fractions < 1 of them)"),
+}
+
 
 class Schedule:
-    """Sets the optimizer's lr before each epoch; `observe` feeds the monitored value (plateau)."""
+    """Sets the optimizer's lr before each epoch; `observe` feeds the monitored value (plateau).
+
+    Args:
+        name: ``train.scheduler``.
+        lr: base rate lr_0.
+        epochs: Adam epochs E.
+        options: the full ``train.scheduler_params`` (see `cpikan.config.params`).
+    """
 
     def __init__(self, name: str, lr: float, epochs: int, options: dict) -> None:
+        for key, value in options.items():
+            valid, text = _VALID[key]
+            if not valid(value):
+                raise ConfigError(f"train.scheduler_params.{key}={value!r} is not valid: must be {text}")
         self.name, self.base_lr, self.epochs = name, lr, epochs
         self.options = dict(options)
         self.warmup = self.options.pop("warmup", 0)
+        self.span = max(epochs - self.warmup, 1)
         self.plateau_lr = lr
-        self._best = float("inf")
+        self._best = math.inf
         self._best_epoch = 0
         if name == "multistep":
-            self.milestones = sorted(m * epochs if m < 1 else m for m in self.options["milestones"])
+            self.milestones = sorted(m * self.span if m < 1 else m for m in self.options["milestones"])
 
     def lr_at(self, epoch: int) -> float:
+        """The rate of `epoch` (0-based); for plateau, the current reduced rate."""
         if epoch < self.warmup:
             return self.base_lr * (epoch + 1) / self.warmup
-        e, span = epoch - self.warmup, max(self.epochs - self.warmup, 1)
-        o = self.options
+        e, o = epoch - self.warmup, self.options
         if self.name == "exponential":
             return self.base_lr * o["gamma"] ** e
         if self.name == "cosine":
-            return o["eta_min"] + (self.base_lr - o["eta_min"]) * (1 + math.cos(math.pi * e / span)) / 2
+            return o["eta_min"] + (self.base_lr - o["eta_min"]) * (1 + math.cos(math.pi * e / self.span)) / 2
         if self.name == "multistep":
             return self.base_lr * o["gamma"] ** sum(m <= e for m in self.milestones)
         if self.name == "plateau":
@@ -56,7 +84,7 @@ class Schedule:
         return self.name == "plateau"
 
     def observe(self, epoch: int, value: float) -> None:
-        """Plateau logic on the monitored value; other schedules ignore it."""
+        """Plateau logic on the monitored value; other schedules (and warm-up epochs) ignore it."""
         if self.name != "plateau" or epoch < self.warmup:
             return
         o = self.options

@@ -1,0 +1,195 @@
+"""Collocation strategies (cpikan.sampling): batching, RAR, RAD, and their runs through cpikan.run."""
+
+import pytest
+import torch
+from scipy import stats
+
+import cpikan
+from cpikan.config import ConfigError
+from cpikan.problems.base import Box
+from cpikan.sampling import (Collocation, ResidualDistribution, ResidualRefinement, make_sampler, uniform_box)
+
+UNIT_SQUARE = Box(lo=[0.0, 0.0], hi=[1.0, 1.0])
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def needs_autograd(values):
+    """A residual r(x) = values(x) that, like a PDE residual, differentiates w.r.t. x."""
+    def residual(x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().requires_grad_(True)
+        u = x[:, 0] * values(x.detach())
+        return torch.autograd.grad(u.sum(), x)[0][:, 0]
+    return residual
+
+
+def in_corner(x: torch.Tensor) -> torch.Tensor:
+    return (x[:, 0] < 0.25) & (x[:, 1] < 0.25)
+
+
+# 100 + x0 in the corner [0, 1/4]^2 (1/16 of the box), 0.01 x0 elsewhere
+corner_residual = needs_autograd(lambda x: torch.where(in_corner(x), 100 + x[:, 0], 0.01 * x[:, 0]))
+
+
+def rar(points: torch.Tensor, **options) -> ResidualRefinement:
+    settings = {"every": 1, "candidates": 4000, "ratio": 0.2, "percentile": 75.0, "max_points": 10_000} | options
+    return ResidualRefinement(points, UNIT_SQUARE, gen(1), **settings)
+
+
+# ---------------------------------------------------------------- RAR
+
+def test_rar_adds_the_largest_residuals_only_where_the_residual_is_large():
+    start = uniform_box(UNIT_SQUARE, 100, gen()).float()
+    sampler = rar(start)
+    info = sampler.refine(0, corner_residual)
+    # 1000 candidates lie above the 75th percentile (the corner's ~250 and ~750 small ones);
+    # the largest 20% of them, ~200, all come from the corner.
+    assert 195 <= info["n_added"] <= 200
+    assert sampler.points.shape == (100 + info["n_added"], 2)
+    assert torch.equal(sampler.points[:100], start)
+    assert in_corner(sampler.points[100:]).all()
+    assert info["n_points"] == sampler.points.shape[0]
+    assert info["max"] >= 100 > info["p90"] >= info["median"]
+
+
+def test_rar_refines_every_few_epochs_and_never_exceeds_max_points():
+    sampler = rar(uniform_box(UNIT_SQUARE, 100, gen()), every=2, candidates=2000, max_points=150)
+    assert sampler.refine(0, corner_residual) is None
+    assert sampler.refine(1, corner_residual)["n_points"] == 150
+    assert sampler.refine(3, corner_residual)["n_added"] == 0
+    assert sampler.points.shape[0] == 150
+
+
+def test_rar_with_resample_redraws_the_uniform_part_and_keeps_the_refined_points():
+    start = uniform_box(UNIT_SQUARE, 100, gen())
+    sampler = rar(start, resample=True)
+    added = sampler.refine(0, corner_residual)["n_added"]
+    (cloud,) = sampler.batches(1)
+    assert cloud.shape[0] == 100 + added
+    assert not torch.equal(cloud[:100], start)
+    assert torch.equal(cloud[100:], sampler.added)
+
+
+# ---------------------------------------------------------------- RAD
+
+@pytest.mark.parametrize("k, c, cdf", [
+    (1.0, 0.0, lambda x: x**2),  # p ∝ x / mean(x) = 2x
+    (2.0, 1.0, lambda x: (x**3 + x) / 2),  # p ∝ x^2 / mean(x^2) + 1 = 3x^2 + 1
+])
+def test_rad_samples_follow_the_target_density(k, c, cdf):
+    line = Box(lo=[0.0], hi=[1.0])
+    sampler = ResidualDistribution(uniform_box(line, 2000, gen()), line, gen(3), every=1, candidates=20_000, k=k, c=c)
+    info = sampler.refine(0, needs_autograd(lambda x: x[:, 0]))
+    assert info["n_points"] == 2000 and sampler.points.shape == (2000, 1)
+    x = sampler.points[:, 0].numpy()
+    assert stats.kstest(x, cdf).pvalue > 0.01
+    assert stats.kstest(x, "uniform").pvalue < 1e-6
+
+
+def test_rad_keeps_the_cloud_when_the_density_is_not_finite():
+    start = uniform_box(UNIT_SQUARE, 50, gen())
+    sampler = ResidualDistribution(start, UNIT_SQUARE, gen(), every=1, candidates=100, k=1.0, c=0.0)
+    sampler.refine(0, needs_autograd(lambda x: torch.zeros(x.shape[0], dtype=x.dtype)))  # 0 / mean 0
+    assert torch.equal(sampler.points, start)
+
+
+def test_rad_with_resample_draws_a_new_cloud_from_the_latest_density_each_epoch():
+    line = Box(lo=[0.0], hi=[1.0])
+    sampler = ResidualDistribution(uniform_box(line, 500, gen()), line, gen(), every=10, candidates=5000,
+                                   k=1.0, c=0.0, resample=True)
+    sampler.refine(9, needs_autograd(lambda x: (x[:, 0] > 0.5).to(x.dtype)))  # all mass on (1/2, 1]
+    first, second = sampler.batches(10)[0], sampler.batches(11)[0]
+    assert not torch.equal(first, second)
+    assert (first > 0.5).all() and (second > 0.5).all() and second.shape == (500, 1)
+
+
+# ---------------------------------------------------------------- batches
+
+def ids(batch: torch.Tensor) -> list[int]:
+    return batch[:, 0].long().tolist()
+
+
+@pytest.mark.parametrize("count", [1, 3, 7])
+def test_minibatches_visit_every_point_exactly_once_per_epoch(count):
+    points = torch.stack([torch.arange(100.0), torch.rand(100, generator=gen())], dim=1)  # column 0: id
+    sampler = Collocation(points, Box(lo=[0.0, 0.0], hi=[100.0, 1.0]), gen(), count=count)
+    orders = []
+    for epoch in range(3):
+        batches = sampler.batches(epoch)
+        assert len(batches) == count and min(b.shape[0] for b in batches) >= 100 // count
+        order = [i for b in batches for i in ids(b)]
+        assert sorted(order) == list(range(100))
+        orders.append(order)
+    assert (orders[0] != orders[1]) == (count > 1)
+
+
+def test_patches_are_slabs_along_the_longest_axis_visiting_every_point_once():
+    box = Box(lo=[0.0, -2.0], hi=[1.0, 2.0])  # axis 1 is the longest
+    points = uniform_box(box, 90, gen())
+    sampler = Collocation(points, box, gen(), count=4, mode="patches")
+    batches = sampler.batches(0)
+    assert sorted(sum((b[:, 1].tolist() for b in batches), [])) == sorted(points[:, 1].tolist())
+    slabs = sorted(batches, key=lambda b: float(b[:, 1].min()))
+    assert all(float(a[:, 1].max()) < float(b[:, 1].min()) for a, b in zip(slabs, slabs[1:]))
+    assert sorted(b.shape[0] for b in batches) == [22, 22, 23, 23]
+
+
+def test_resample_draws_fresh_uniform_points_each_epoch_after_the_first():
+    points = uniform_box(UNIT_SQUARE, 64, gen())
+    sampler = Collocation(points, UNIT_SQUARE, gen(5), count=2, resample=True)
+    epoch0 = torch.cat(sampler.batches(0))
+    epoch1 = torch.cat(sampler.batches(1))
+    assert sorted(epoch0[:, 0].tolist()) == sorted(points[:, 0].tolist())
+    assert epoch1.shape == (64, 2) and not set(epoch1[:, 0].tolist()) & set(points[:, 0].tolist())
+    assert sorted(epoch1[:, 0].tolist()) == sorted(sampler.points[:, 0].tolist())
+
+
+# ---------------------------------------------------------------- make_sampler and runs
+
+@pytest.mark.parametrize("overrides, bad", [
+    ({"sampling.batches": {"count": 65}}, "sampling.batches.count=65"),
+    ({"sampling.adaptive": "rar", "sampling.adaptive_params": {"ratio": 1.5}}, "ratio=1.5"),
+    ({"sampling.adaptive": "rad", "sampling.adaptive_params": {"k": -1.0}}, "k=-1.0"),
+    ({"sampling.adaptive": "rad", "sampling.adaptive_params": {"every": 0}}, "every=0"),
+])
+def test_bad_sampling_settings_raise_config_error_naming_the_value(overrides, bad):
+    cfg = cpikan.RunConfig(problem="poisson1d").override(overrides)
+    problem = cpikan.problems.get("poisson1d")
+    with pytest.raises(ConfigError, match=bad.replace(".", r"\.")):
+        make_sampler(cfg, problem, uniform_box(problem.box, 64, gen()), gen())
+
+
+def smoke(*overrides) -> cpikan.RunResult:
+    cfg = cpikan.RunConfig(problem="helmholtz2d", profile="smoke", device="cpu", threads=1)
+    return cpikan.run(cfg.override("train.epochs=4", *overrides), progress=False)
+
+
+ADAPTIVE = {"every": 2, "candidates": 300}
+
+
+@pytest.mark.parametrize("overrides, n_refinements", [
+    ({}, 0),
+    ({"sampling.adaptive": "rar", "sampling.adaptive_params": ADAPTIVE}, 2),
+    ({"sampling.adaptive": "rad", "sampling.adaptive_params": ADAPTIVE}, 2),
+    ({"sampling.batches": {"count": 4}}, 0),
+    ({"sampling.batches": {"count": 3, "mode": "patches", "resample": True}}, 0),
+    ({"sampling.adaptive": "rar", "sampling.adaptive_params": ADAPTIVE,
+      "sampling.batches": {"count": 2, "mode": "patches", "resample": True}}, 2),
+    ({"sampling.adaptive": "rad", "sampling.adaptive_params": ADAPTIVE, "sampling.batches": {"count": 2}}, 2),
+])
+def test_each_sampling_toggle_runs_on_and_off(overrides, n_refinements):
+    result = smoke(overrides)
+    assert result.status == "ok" and result.metrics["epochs_run"] == 4
+    assert [r["epoch"] for r in result.refinements] == [1, 3][:n_refinements]
+    assert result.collocation.shape[0] == (result.refinements[-1]["n_points"] if n_refinements else 128)
+    assert all(rate > 0 for rate in result.history["points_per_s"])
+
+
+def test_adaptive_batched_runs_are_deterministic():
+    overrides = {"sampling.adaptive": "rad", "sampling.adaptive_params": ADAPTIVE,
+                 "sampling.batches": {"count": 2, "resample": True}}
+    first, second = smoke(overrides), smoke(overrides)
+    assert first.history["loss"] == second.history["loss"]
+    assert torch.equal(first.collocation, second.collocation)
