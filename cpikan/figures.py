@@ -1,0 +1,204 @@
+"""Plotly figures of study runs: history curves over seeds, metric bars, cost against points,
+the collocation cloud, coefficient scales. Each takes a list of `cpikan.study.StudyRun`.
+
+Colours follow the variant's first appearance, so a variant keeps its colour across panels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from cpikan.config import RunConfig, resolve
+from cpikan.models import ChebyKANLayer, build_network
+from cpikan.runs import build_problem
+from cpikan.report import variant_label
+from cpikan.study import StudyRun
+
+MAX_POINTS = 1000  # per curve; longer histories are thinned evenly
+PALETTE = qualitative.Plotly + qualitative.Dark24
+
+
+def _label(run: StudyRun, single: bool) -> str:
+    return variant_label(run.ablation, run.variant, single)
+
+
+def _colors(labels: Sequence[str]) -> dict[str, str]:
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(dict.fromkeys(labels))}
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _panels(runs: Sequence[StudyRun], facet: str) -> tuple[list[str], bool]:
+    panels = list(dict.fromkeys(getattr(r, facet) for r in runs))
+    return panels, len({r.ablation for r in runs}) == 1
+
+
+def curves(runs: Sequence[StudyRun], keys: str | Sequence[str] = "loss", log_y: bool = True,
+           facet: str = "problem", title: str | None = None) -> go.Figure:
+    """History `keys` against epoch: per variant the median over seeds and a min–max band.
+
+    One panel per value of `facet` ("problem" or "ablation"); several keys get one line each
+    (dash per key). Keys a run did not log are skipped.
+    """
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    panels, single = _panels(runs, facet)
+    colors = _colors(_label(r, single) for r in runs)
+    fig = make_subplots(rows=1, cols=max(len(panels), 1), subplot_titles=panels)
+    shown = set()
+    for col, panel in enumerate(panels, start=1):
+        groups: dict[tuple[str, str], list[pd.Series]] = {}
+        for r in runs:
+            if getattr(r, facet) != panel or r.result.status != "ok":
+                continue
+            for key in keys:
+                values = r.result.history.get(key)
+                if values:
+                    series = pd.Series(values, index=r.result.history["epoch"], dtype=float)
+                    groups.setdefault((_label(r, single), key), []).append(series)
+        for (label, key), series in groups.items():
+            seeds = pd.concat(series, axis=1).sort_index()
+            step = max(1, math.ceil(len(seeds) / MAX_POINTS))
+            seeds = seeds.iloc[::step]
+            name = label if len(keys) == 1 else f"{label} {key}"
+            dash = ("solid", "dash", "dot", "dashdot")[keys.index(key) % 4]
+            x = list(seeds.index)
+            if seeds.shape[1] > 1:
+                fig.add_trace(go.Scatter(x=x + x[::-1], y=list(seeds.max(axis=1)) + list(seeds.min(axis=1))[::-1],
+                                         fill="toself", fillcolor=_rgba(colors[label], 0.15), line_width=0,
+                                         hoverinfo="skip", showlegend=False, legendgroup=name), row=1, col=col)
+            fig.add_trace(go.Scatter(x=x, y=seeds.median(axis=1), name=name, legendgroup=name,
+                                     showlegend=name not in shown, line=dict(color=colors[label], dash=dash)),
+                          row=1, col=col)
+            shown.add(name)
+    fig.update_xaxes(title_text="epoch")
+    if log_y:
+        fig.update_yaxes(type="log")
+    fig.update_layout(title=title or ", ".join(keys), height=420)
+    return fig
+
+
+def _value(run: StudyRun, metric: str) -> float:
+    value = run.result.metrics.get(metric)
+    if value is None:
+        logged = [v for v in run.result.history.get(metric, []) if v is not None]
+        value = logged[-1] if logged else math.nan
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def bars(runs: Sequence[StudyRun], metrics: Sequence[str], log_y: bool = False,
+         title: str | None = None) -> go.Figure:
+    """One panel per metric: per variant (x) and problem (colour) the median over seeds, min–max whiskers.
+
+    A metric is read from the run's metrics, or else the last value of its history (points_per_s).
+    """
+    single = len({r.ablation for r in runs}) == 1
+    rows = [{"variant": _label(r, single), "problem": r.problem, **{m: _value(r, m) for m in metrics}}
+            for r in runs if r.result.status == "ok"]
+    df = pd.DataFrame(rows, columns=["variant", "problem", *metrics])
+    colors = _colors(df.problem)
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=list(metrics))
+    for col, metric in enumerate(metrics, start=1):
+        for problem, sub in df.groupby("problem", sort=False):
+            stats = sub.groupby("variant", sort=False)[metric].agg(["median", "min", "max"])
+            fig.add_trace(go.Bar(x=list(stats.index), y=stats["median"], name=problem, legendgroup=problem,
+                                 showlegend=col == 1, marker_color=colors[problem],
+                                 error_y=dict(type="data", symmetric=False, array=stats["max"] - stats["median"],
+                                              arrayminus=stats["median"] - stats["min"])), row=1, col=col)
+    if log_y:
+        fig.update_yaxes(type="log")
+    fig.update_layout(title=title or ", ".join(metrics), barmode="group", height=420)
+    return fig
+
+
+def cost_vs_points(runs: Sequence[StudyRun], metric: str = "time_per_epoch_ms") -> go.Figure:
+    """`metric` against the number of collocation points (log-log), one line per variant."""
+    single = len({r.ablation for r in runs}) == 1
+    rows = [{"variant": _label(r, single), "n_pde": r.result.config["sampling"]["n_pde"], "problem": r.problem,
+             metric: _value(r, metric)} for r in runs if r.result.status == "ok"]
+    df = pd.DataFrame(rows, columns=["variant", "n_pde", "problem", metric])
+    colors = _colors(df.variant)
+    fig = go.Figure()
+    for variant, sub in df.groupby("variant", sort=False):
+        stats = sub.groupby(["n_pde", "problem"])[metric].median().reset_index().sort_values("n_pde")
+        fig.add_trace(go.Scatter(x=stats.n_pde, y=stats[metric], mode="lines+markers", name=variant,
+                                 text=stats.problem, line_color=colors[variant]))
+    fig.update_xaxes(type="log", title_text="collocation points")
+    fig.update_yaxes(type="log", title_text=metric)
+    fig.update_layout(title=f"{metric} against collocation points", height=420)
+    return fig
+
+
+def _first_problem(runs: Sequence[StudyRun]) -> list[StudyRun]:
+    """One ok run per variant of the first problem: the one with the lowest seed."""
+    ok = [r for r in runs if r.result.status == "ok" and r.problem == runs[0].problem]
+    first: dict[str, StudyRun] = {}
+    for r in sorted(ok, key=lambda r: r.seed):
+        first.setdefault(r.variant, r)
+    return sorted(first.values(), key=ok.index)
+
+
+def point_clouds(runs: Sequence[StudyRun]) -> go.Figure:
+    """The final collocation points of each ok variant (first problem, first seed).
+
+    Only runs trained in this kernel carry their points; a run reused from its file shows none.
+    """
+    first = _first_problem(runs)
+    fig = make_subplots(rows=1, cols=max(len(first), 1), subplot_titles=[r.variant for r in first])
+    for col, r in enumerate(first, start=1):
+        points = r.result.collocation
+        if points is None:
+            axis = "" if col == 1 else col
+            fig.add_annotation(text="no points (run reused from its file)", showarrow=False,
+                               xref=f"x{axis} domain", yref=f"y{axis} domain", x=0.5, y=0.5)
+            continue
+        points = points.numpy()
+        if points.shape[1] == 1:
+            fig.add_trace(go.Histogram(x=points[:, 0], nbinsx=50, showlegend=False), row=1, col=col)
+        else:
+            fig.add_trace(go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers", marker_size=2,
+                                       showlegend=False), row=1, col=col)
+    fig.update_layout(title=f"collocation points at the end of training: {first[0].problem if first else ''}",
+                      height=400)
+    return fig
+
+
+def coefficient_scales(runs: Sequence[StudyRun]) -> go.Figure:
+    """Standard deviation of each layer's coefficients (weights), per ok variant: at initialization
+    (the network rebuilt from the run's config and seed) and, for runs trained in this kernel, after.
+    """
+    first = _first_problem(runs)
+    colors = _colors(r.variant for r in first)
+    fig = go.Figure()
+    for r in first:
+        cfg = RunConfig.from_dict(r.result.config)
+        problem = build_problem(cfg)
+        cfg = resolve(cfg, problem)
+        m = cfg.model
+        torch.manual_seed(cfg.seed)
+        net = build_network(m.arch, problem.box.lo, problem.box.hi, m.hidden, m.degree, m.norm, m.init)
+        for stage, model, dash in (("init", net, "solid"), ("trained", r.result.model, "dash")):
+            if model is None:
+                continue
+            stds = [float(w.detach().float().std()) for w in _weights(model)]
+            fig.add_trace(go.Scatter(x=list(range(1, len(stds) + 1)), y=stds, mode="lines+markers",
+                                     name=f"{r.variant} ({stage})", line=dict(color=colors[r.variant], dash=dash)))
+    fig.update_xaxes(title_text="layer", dtick=1)
+    fig.update_yaxes(type="log", title_text="coefficient std")
+    fig.update_layout(title="coefficient scale per layer", height=420)
+    return fig
+
+
+def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [m.coeffs if isinstance(m, ChebyKANLayer) else m.weight for m in model.modules()
+            if isinstance(m, (ChebyKANLayer, torch.nn.Linear))]
+

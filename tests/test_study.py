@@ -1,0 +1,267 @@
+"""The ablation registry, notebook parameters, runs of variants (failures, resume) and the batch runner."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from cpikan import batch, problems, study
+from cpikan.config import PROFILES, ConfigError, diff, resolve
+from cpikan.runs import RunResult, build_problem
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+DECLARED = ["profile", "seeds", "problems", "device", "results_dir", "threads", "resume"]
+
+
+# ---------------------------------------------------------------- registry
+
+@pytest.mark.parametrize("name", study.names())
+def test_every_variant_differs_from_the_baseline_in_exactly_the_keys_it_names(name):
+    ablation = study.get(name)
+    problems_ = {p for profile in PROFILES for p in ablation.problems[profile]}
+    for problem in problems_:
+        base = study.variant_config(ablation, ablation.variants[0], problem)
+        for variant in ablation.variants[1:]:
+            changed = diff(base, study.variant_config(ablation, variant, problem))
+            assert set(changed) == set(variant.overrides), (name, variant.name)
+            assert set(changed) <= set(ablation.keys), (name, variant.name)
+
+
+def test_every_problem_is_in_the_quick_study_and_every_ablation_has_a_notebook():
+    quick = {p for a in study.ABLATIONS.values() for p in a.problems["quick"]}
+    assert quick == set(problems.names())
+    for name in study.names():
+        assert (NOTEBOOKS / "ablations" / f"{name}.ipynb").is_file()
+
+
+@pytest.mark.parametrize("path", sorted((NOTEBOOKS / "ablations").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_ablation_notebook_declares_the_study_parameters_and_validates_them(path):
+    declared = list(papermill.inspect_notebook(str(path)))
+    assert declared == DECLARED
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert f'study.parameters("{path.stem}", globals())' in code[1].source
+    assert len(code) <= 10 and not any("def " in c.source for c in code)
+
+
+@pytest.mark.parametrize("path", [*sorted((NOTEBOOKS / "ablations").glob("*.ipynb")), NOTEBOOKS / "report.ipynb"],
+                         ids=lambda p: p.stem)
+def test_committed_notebooks_keep_only_checked_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and not cell.source.startswith(batch.CHECK_MARK):
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:40]
+    checked = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(batch.CHECK_MARK)]
+    assert all(c.outputs and c.execution_count for c in checked)
+
+
+# ---------------------------------------------------------------- notebook parameters
+
+def _namespace(**changes):
+    values = {"profile": "smoke", "seeds": None, "problems": None, "device": "cpu", "results_dir": "x",
+              "threads": None, "resume": False}
+    return {"In": [""], "Out": {}, "_": None, "Optional": object(), "study": study, **values, **changes}
+
+
+def test_notebook_parameters_are_read_from_globals():
+    params = study.parameters("grad_clip", _namespace(seeds=2, problems=["helmholtz2d"]))
+    assert (params.seed_count, params.problem_list) == (2, ["helmholtz2d"])
+    assert study.parameters("grad_clip", _namespace()).problem_list == ["poisson1d"]
+
+
+def test_unknown_notebook_parameter_is_rejected():
+    with pytest.raises(ConfigError, match=r"unknown notebook parameter 'seed'; valid: profile, seeds, problems"):
+        study.parameters("grad_clip", _namespace(seed=3))
+    with pytest.raises(ConfigError, match=r"unknown notebook parameter 'extra'"):
+        study.parameters("grad_clip", _namespace(extra={"a": [1, 2.0, None]}))
+
+
+def test_notebook_objects_are_not_taken_for_parameters():
+    """Re-running the validation cell after later cells defined `runs`, `params`, ... is fine."""
+    runs = [study.StudyRun("grad_clip", "poisson1d", "baseline", 0, Path("x"), RunResult(config={}))]
+    assert study.parameters("grad_clip", _namespace(runs=runs, params=object())).ablation == "grad_clip"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"profile": "huge"}, "profile='huge' is not valid; choose one of smoke, quick, full"),
+    ({"seeds": 0}, "seeds=0 is not valid"),
+    ({"problems": ["poisson9d"]}, "unknown problem 'poisson9d'"),
+    ({"device": "tpu"}, "device='tpu' is not valid"),
+])
+def test_bad_notebook_parameter_values_are_rejected(change, message):
+    with pytest.raises(ConfigError, match=message):
+        study.parameters("grad_clip", _namespace(**change))
+
+
+def test_missing_notebook_parameter_and_unknown_ablation_are_errors():
+    namespace = _namespace()
+    del namespace["resume"]
+    with pytest.raises(ConfigError, match="'resume' is not set"):
+        study.parameters("grad_clip", namespace)
+    with pytest.raises(ConfigError, match="unknown ablation 'clipping'; valid: grad_clip, amp"):
+        study.parameters("clipping", _namespace())
+
+
+# ---------------------------------------------------------------- runs
+
+@pytest.fixture
+def fake_run(monkeypatch):
+    """Replace training by an instant run that records which variants ran; `fail` and `interrupt_after` steer it."""
+    calls = []
+    control = {"fail": None, "interrupt_after": None}
+
+    def run(cfg, progress=False):
+        if control["interrupt_after"] is not None and len(calls) == control["interrupt_after"]:
+            raise KeyboardInterrupt
+        calls.append(cfg)
+        if control["fail"] and control["fail"](cfg):
+            raise RuntimeError(f"boom at grad_clip={cfg.train.grad_clip}")
+        return RunResult(config=resolve(cfg, build_problem(cfg)).to_dict(), metrics={"rel_l2": 0.5})
+
+    monkeypatch.setattr(study, "run", run)
+    return calls, control
+
+
+def _params(tmp_path, ablation="grad_clip", **kw):
+    return study.StudyParameters(ablation, device="cpu", results_dir=str(tmp_path), **kw)
+
+
+def test_a_run_that_raises_leaves_a_failed_file_and_the_others_run(tmp_path, fake_run):
+    calls, control = fake_run
+    control["fail"] = lambda cfg: cfg.train.grad_clip == 10.0
+    runs = study.run_variants(_params(tmp_path, seeds=2), progress=False)
+    assert [(r.variant, r.seed, r.result.status) for r in runs] == [
+        ("baseline", 0, "ok"), ("baseline", 1, "ok"), ("max_norm_10", 0, "failed"), ("max_norm_10", 1, "failed"),
+        ("max_norm_1", 0, "ok"), ("max_norm_1", 1, "ok")]
+    failed = json.loads((tmp_path / "smoke/runs/grad_clip/poisson1d/max_norm_10/seed1.json").read_text())
+    assert failed["status"] == "failed" and "RuntimeError: boom at grad_clip=10.0" in failed["error"]
+    assert failed["config"]["train"]["grad_clip"] == 10.0
+
+
+def test_an_interrupted_batch_resumes_with_only_the_missing_runs(tmp_path, fake_run):
+    calls, control = fake_run
+    control["interrupt_after"] = 2
+    with pytest.raises(KeyboardInterrupt):
+        study.run_variants(_params(tmp_path, "init", resume=True), progress=False)
+    assert len(list(tmp_path.rglob("seed*.json"))) == 2
+    control["interrupt_after"] = None
+    calls.clear()
+    runs = study.run_variants(_params(tmp_path, "init", resume=True), progress=False)
+    assert [c.model.init for c in calls] == ["orthogonal", "small_random"]
+    assert [r.variant for r in runs] == ["baseline", "kaiming", "orthogonal", "small_random"]
+    calls.clear()
+    study.run_variants(_params(tmp_path, "init", resume=True), progress=False)
+    assert calls == []
+
+
+def test_resume_reruns_failed_and_changed_runs_and_shares_the_baseline(tmp_path, fake_run):
+    calls, control = fake_run
+    control["fail"] = lambda cfg: cfg.train.grad_clip == 1.0
+    study.run_variants(_params(tmp_path, resume=True), progress=False)
+    path = tmp_path / "smoke/runs/grad_clip/poisson1d/max_norm_10/seed0.json"
+    stale = json.loads(path.read_text())
+    stale["config"]["train"]["epochs"] += 1  # e.g. the profile's sizes changed since
+    path.write_text(json.dumps(stale))
+    control["fail"], calls[:] = None, []
+    study.run_variants(_params(tmp_path, resume=True), progress=False)
+    assert sorted(c.train.grad_clip for c in calls) == [1.0, 10.0]
+    calls.clear()
+    study.run_variants(_params(tmp_path, "scheduler", resume=True), progress=False)
+    assert "none" not in [c.train.scheduler for c in calls]  # the baseline came from grad_clip's folder
+    assert (tmp_path / "smoke/runs/scheduler/poisson1d/baseline/seed0.json").is_file()
+
+
+def test_cuda_only_variants_are_skipped_on_a_cpu_and_compiling_is_not_in_smoke(tmp_path, fake_run):
+    runs = study.run_variants(_params(tmp_path, "amp"), progress=False)
+    assert [r.variant for r in runs] == ["baseline", "bf16"]
+    runs = study.run_variants(_params(tmp_path, "derivatives"), progress=False)
+    assert [r.variant for r in runs] == ["baseline", "taylor"]
+
+
+def test_load_runs_reads_the_store_in_registry_order(tmp_path, fake_run):
+    study.run_variants(_params(tmp_path, "init"), progress=False)
+    study.run_variants(_params(tmp_path), progress=False)
+    loaded = study.load_runs(tmp_path, "smoke")
+    assert [(r.ablation, r.variant) for r in loaded][:4] == [
+        ("grad_clip", "baseline"), ("grad_clip", "max_norm_10"), ("grad_clip", "max_norm_1"), ("init", "baseline")]
+    assert all(r.result.metrics == {"rel_l2": 0.5} for r in loaded)
+
+
+# ---------------------------------------------------------------- batch runner
+
+def _notebook(*sources, parameters='profile = "smoke"\nresults_dir = "."'):
+    cells = [new_code_cell(parameters, metadata={"tags": ["parameters"]}), *map(new_code_cell, sources)]
+    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                              "language": "python"}})
+
+
+def test_a_failing_notebook_is_recorded_and_the_batch_goes_on(tmp_path):
+    folder = tmp_path / "notebooks" / "ablations"
+    folder.mkdir(parents=True)
+    nbformat.write(_notebook('raise RuntimeError("broken notebook")'), folder / "grad_clip.ipynb")
+    nbformat.write(_notebook('open(f"{results_dir}/{profile}/amp.txt", "w").write("ran")'), folder / "amp.ipynb")
+    outcomes = study.run_study("smoke", only=["grad_clip", "amp"], root=tmp_path / "reports",
+                               notebooks=tmp_path / "notebooks")
+    assert [(o.name, o.status) for o in outcomes] == [("grad_clip", "failed"), ("amp", "ok")]
+    assert "RuntimeError: broken notebook" in outcomes[0].error
+    assert (tmp_path / "reports/smoke/amp.txt").read_text() == "ran"
+    recorded = json.loads((tmp_path / "reports/smoke/notebooks/batch.json").read_text())
+    assert [o["status"] for o in recorded] == ["failed", "ok"]
+    assert (tmp_path / "reports/smoke/notebooks/grad_clip.ipynb").is_file()
+
+
+def test_run_study_rejects_unknown_ablations_and_executors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown ablation 'clip'"):
+        study.run_study("smoke", only=["clip"], root=tmp_path)
+    with pytest.raises(ConfigError, match="executor='spark' is not valid; choose one of local, dask"):
+        study.run_study("smoke", only=["grad_clip"], root=tmp_path, executor="spark")
+    with pytest.raises(ConfigError, match="no notebook folder"):
+        study.run_study("smoke", root=tmp_path, notebooks=tmp_path)
+
+
+def test_papermill_with_an_unknown_parameter_fails_the_notebook(tmp_path):
+    job = batch.NotebookJob("grad_clip", NOTEBOOKS / "ablations" / "grad_clip.ipynb", tmp_path / "out.ipynb",
+                            {"seed": 3, "results_dir": str(tmp_path)})
+    outcome = batch.execute(job)
+    assert outcome.status == "failed" and "unknown notebook parameter 'seed'" in outcome.error
+    assert not list(tmp_path.rglob("seed*.json"))
+
+
+def _store(root):
+    out = {}
+    for path in sorted(Path(root).rglob("seed*.json")):
+        data = json.loads(path.read_text())
+        out[str(path.relative_to(root))] = (data["status"], data["config"], round(data["metrics"]["rel_l2"], 6))
+    return out
+
+
+def test_the_dask_executor_writes_the_same_run_files_as_local(tmp_path):
+    from distributed import LocalCluster
+
+    study.run_study("smoke", only=["grad_clip"], root=tmp_path / "local")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        outcomes = study.run_study("smoke", only=["grad_clip"], root=tmp_path / "dask", executor="dask",
+                                   address=cluster.scheduler_address)
+    assert [o.status for o in outcomes] == ["ok"]
+    local, dask = _store(tmp_path / "local"), _store(tmp_path / "dask")
+    assert len(local) == 3 and local == dask
+
+
+def test_keep_checked_outputs_strips_everything_else(tmp_path):
+    source = _notebook("print(1)", "# NBVAL_CHECK_OUTPUT\nprint(2)")
+    executed = nbformat.from_dict(source)
+    for count, (cell, text) in enumerate(zip(executed.cells, ["", "1\n", "2\n"]), start=1):
+        cell.outputs = [new_output("stream", name="stdout", text=text)]
+        cell.execution_count = count
+    clean = batch.keep_checked_outputs(executed, source)
+    assert [(c.outputs, c.execution_count) for c in clean.cells[:2]] == [([], None), ([], None)]
+    assert clean.cells[2].outputs[0].text == "2\n" and clean.cells[2].execution_count == 3
+
+
+def test_the_notebooks_folder_is_found_from_the_package():
+    assert (batch.NOTEBOOKS / "report.ipynb").is_file()
