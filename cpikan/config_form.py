@@ -1,0 +1,199 @@
+"""ConfigForm: one ipywidgets control per key of `cpikan.config.schema()`, read back as a RunConfig.
+
+The form is generated from the schema, so a new config field gets a control without widget code:
+  - a field with ``choices`` -> dropdown (``problem``: the registered problem names);
+  - a bool field -> checkbox;
+  - a dict field with parameter tables in `PARAMS` -> a sub-form of the table's parameters:
+    for a ``"*"`` table (a struct toggle, ``None`` when off) behind an "on" checkbox, otherwise
+    rebuilt for the option its ``params_for`` dropdown selects;
+  - anything else -> a text box holding the value as typed on the command line (``8, 8``,
+    ``{"pde": 0.01}``, ``1e-3``); an empty box means ``None``.
+Reading the form applies every control's value through `RunConfig.override`, so whatever is
+invalid raises the `ConfigError` the CLI would raise.
+
+Every control carries the CSS class ``cpikan-<key, dots and underscores as dashes>``, a parameter
+widget ``cpikan-<key>-<name>``, a sub-form box ``cpikan-<key>-form`` (browser tests use them).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import ipywidgets as w
+
+from cpikan import problems
+from cpikan.config import SECTIONS, RunConfig, get_value, schema
+
+HEADLINE = ("problem", "model.arch", "profile", "seed")
+LABEL = {"description_width": "110px"}
+
+
+def css_class(key: str) -> str:
+    """CSS class of the control of dotted `key`: ``train.amp`` -> ``cpikan-train-amp``."""
+    return "cpikan-" + key.replace(".", "-").replace("_", "-")
+
+
+def as_text(value: Any) -> str:
+    """A value as typed in a text box or after ``--set key=``: None -> "", (8, 8) -> "8, 8"."""
+    if value is None:
+        return ""
+    if isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) for v in value):
+        return ", ".join(map(str, value))
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _labelled(widget: w.Widget, key: str, help: str) -> w.Widget:
+    widget.description = key.rsplit(".", 1)[-1]
+    widget.tooltip = f"{key}: {help}"
+    widget.style = LABEL
+    widget.add_class(css_class(key))
+    return widget
+
+
+class Control:
+    """A value control: `widget` to show, `overrides()` to read, `set(value)` to fill in."""
+
+    def __init__(self, row: dict, widget: w.ValueWidget) -> None:
+        self.key = row["key"]
+        self.input = _labelled(widget, self.key, row["help"])
+        self.widget: w.Widget = self.input
+
+    def overrides(self) -> dict[str, Any]:
+        return {self.key: self.input.value}
+
+    def set(self, value: Any) -> None:
+        self.input.value = value
+
+
+class TextControl(Control):
+    """Free text, coerced by the config like a ``--set`` value; empty means None."""
+
+    def __init__(self, row: dict) -> None:
+        hint = "auto (problem/profile)" if row["from_problem"] else "None"
+        super().__init__(row, w.Text(placeholder=hint, continuous_update=False))
+
+    def overrides(self) -> dict[str, Any]:
+        text = self.input.value.strip()
+        return {self.key: text if text else None}
+
+    def set(self, value: Any) -> None:
+        self.input.value = as_text(value)
+
+
+def _param_widget(key: str, name: str, kind: Any, default: Any) -> w.ValueWidget:
+    if isinstance(kind, tuple):
+        widget = w.Dropdown(options=kind, value=default)
+    elif kind is bool:
+        widget = w.Checkbox(value=default, indent=True)
+    elif kind is int:
+        widget = w.IntText(value=default)
+    elif kind is float:
+        widget = w.FloatText(value=default)
+    else:
+        widget = w.Text(value=json.dumps(default), continuous_update=False)
+    return _labelled(widget, f"{key}.{name}", f"{kind.__name__ if isinstance(kind, type) else kind}, "
+                                               f"default {default!r}")
+
+
+class ParamsControl:
+    """Sub-form of a dict field's parameter table; only parameters that differ from the table's
+    defaults become overrides (``train.scheduler_params.gamma=0.99``), so the config stays minimal."""
+
+    def __init__(self, row: dict, selector: Control | None) -> None:
+        self.key, self.tables, self.selector = row["key"], row["params"], selector
+        self.enabled = None
+        self.box = w.VBox(layout=w.Layout(margin="0 0 0 30px"))
+        self.box.add_class(css_class(self.key) + "-form")
+        self.widget: w.Widget = self.box
+        self.inputs: dict[str, tuple[w.ValueWidget, Any]] = {}
+        if selector is None:
+            self.enabled = _labelled(w.Checkbox(value=row["default"] is not None), self.key, row["help"])
+            self.enabled.observe(lambda _: self._build(), "value")
+            self.widget = w.VBox([self.enabled, self.box])
+        else:
+            self.box.add_class(css_class(self.key))
+            selector.input.observe(lambda _: self._build(), "value")
+        self._build()
+
+    def _table(self) -> dict[str, tuple[Any, Any]]:
+        return self.tables["*"] if self.selector is None else self.tables[self.selector.input.value]
+
+    def _build(self) -> None:
+        if self.enabled is not None and not self.enabled.value:
+            self.inputs = {}
+        else:
+            self.inputs = {name: (_param_widget(self.key, name, kind, default), default)
+                           for name, (kind, default) in self._table().items()}
+        self.box.children = [widget for widget, _ in self.inputs.values()]
+
+    def overrides(self) -> dict[str, Any]:
+        if self.enabled is not None and not self.enabled.value:
+            return {self.key: None}
+        out: dict[str, Any] = {self.key: {}}
+        for name, (widget, default) in self.inputs.items():
+            if widget.value != _shown(widget, default):
+                out[f"{self.key}.{name}"] = widget.value
+        return out
+
+    def set(self, value: dict | None) -> None:
+        if self.enabled is not None:
+            self.enabled.value = value is not None
+        self._build()
+        for name, given in (value or {}).items():
+            widget, _ = self.inputs[name]
+            widget.value = _shown(widget, given)
+
+
+def _shown(widget: w.ValueWidget, value: Any) -> Any:
+    """A parameter value as its widget holds it: JSON text in a text box (lists), else as is."""
+    return json.dumps(value) if isinstance(widget, w.Text) else value
+
+
+class ConfigForm:
+    """Controls for every key of `schema()`, grouped: a headline row (problem, architecture,
+    profile, seed), then one tab per section (``run`` for the top-level keys)."""
+
+    def __init__(self, cfg: RunConfig | None = None) -> None:
+        self.controls: dict[str, Control | ParamsControl] = {}
+        for row in schema():
+            self.controls[row["key"]] = self._control(row)
+        groups: dict[str, list[w.Widget]] = {"run": [], **{name: [] for name in SECTIONS}}
+        for key, control in self.controls.items():
+            if key not in HEADLINE:
+                groups[key.split(".")[0] if "." in key else "run"].append(control.widget)
+        tab = w.Tab(children=[w.VBox(items) for items in groups.values()], titles=list(groups))
+        headline = w.HBox([self.controls[key].widget for key in HEADLINE], layout=w.Layout(flex_flow="row wrap"))
+        self.widget = w.VBox([headline, tab])
+        self.set_config(cfg or RunConfig())
+
+    def _control(self, row: dict) -> Control | ParamsControl:
+        if row["key"] == "problem":
+            return Control(row, w.Dropdown(options=problems.names()))
+        if row["choices"]:
+            return Control(row, w.Dropdown(options=row["choices"]))
+        if row["params"]:
+            selector = self.controls[row["params_for"]] if row["params_for"] else None
+            return ParamsControl(row, selector)
+        if isinstance(row["default"], bool):
+            return Control(row, w.Checkbox(indent=True))
+        return TextControl(row)
+
+    def overrides(self) -> dict[str, Any]:
+        """Every control's value as ``{dotted key: value}``, in schema order (selectors before
+        their parameters)."""
+        out: dict[str, Any] = {}
+        for control in self.controls.values():
+            out.update(control.overrides())
+        return out
+
+    def config(self) -> RunConfig:
+        """The RunConfig the form shows; raises ConfigError naming a bad value."""
+        return RunConfig().override(self.overrides())
+
+    def set_config(self, cfg: RunConfig) -> None:
+        """Show `cfg` in the controls (selectors first, so parameter sub-forms match)."""
+        for key, control in self.controls.items():
+            control.set(get_value(cfg, key))
