@@ -130,29 +130,37 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+HEADER = (f"{'d':>2} {'N':>7} {'autograd ms':>12} {'taylor ms':>10} {'compiled ms':>12} "
+          f"{'x taylor':>9} {'x compiled':>11} {'max rel diff':>13} {'compile s':>10}")
+
+
+def format_row(r: dict) -> str:
+    """One row of the table under `HEADER`."""
+    return (f"{r['dim']:>2} {r['points']:>7,} {r['autograd_ms']:>12.1f} {r['taylor_ms']:>10.1f} "
+            f"{r['compiled_ms']:>12.1f} {r['speedup_taylor']:>9.2f} {r['speedup_compiled']:>11.2f} "
+            f"{r['max_rel_diff']:>13.1e} {r['compile_s']:>10.1f}")
+
+
 def format_rows(rows: list[dict]) -> str:
     """The rows as a fixed-width text table."""
-    head = f"{'d':>2} {'N':>7} {'autograd ms':>12} {'taylor ms':>10} {'compiled ms':>12} " \
-           f"{'x taylor':>9} {'x compiled':>11} {'max rel diff':>13} {'compile s':>10}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r['dim']:>2} {r['points']:>7,} {r['autograd_ms']:>12.1f} {r['taylor_ms']:>10.1f} "
-                     f"{r['compiled_ms']:>12.1f} {r['speedup_taylor']:>9.2f} {r['speedup_compiled']:>11.2f} "
-                     f"{r['max_rel_diff']:>13.1e} {r['compile_s']:>10.1f}")
-    return "\n".join(lines)
+    return "\n".join([HEADER, "-" * len(HEADER), *map(format_row, rows)])
 
 
 def main(what: str, device: str = "auto", points: str = "2000,10000,50000", repeats: int = 10,
          dims: str = "1,2,3") -> list[dict]:
-    """Entry point of `cpikan bench`: runs the benchmark `what` and prints its table."""
+    """Entry point of `cpikan bench`: runs the benchmark `what`, printing each row as it is done."""
     if what != "derivatives":
         raise ConfigError(f"bench {what!r} is not valid; choose 'derivatives'")
+    dims_, points_ = _ints(dims, "dims"), _ints(points, "points")
     dev = pick_device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    print(f"cpikan bench derivatives: torch {torch.__version__}, device {name}, "
-          f"threads {torch.get_num_threads()}, [d, 32, 32, 32, 1] degree 5, float32, median of {repeats} steps")
-    rows = derivative_rows(dims=_ints(dims, "dims"), points=_ints(points, "points"), repeats=repeats, device=str(dev))
-    print(format_rows(rows))
+    print(f"cpikan bench derivatives: torch {torch.__version__}, device {name}, threads {torch.get_num_threads()}, "
+          f"[d, 32, 32, 32, 1] degree 5, float32, median of {repeats} steps\n{HEADER}\n{'-' * len(HEADER)}", flush=True)
+    rows = []
+    for dim in dims_:
+        for n in points_:
+            rows += derivative_rows(dims=(dim,), points=(n,), repeats=repeats, device=str(dev))
+            print(format_row(rows[-1]), flush=True)
     return rows
 
 

@@ -108,7 +108,8 @@ def _layernorm(op: nn.LayerNorm, rows: Rows, layout: Layout) -> Rows:
     jac = [v / sigma - c * s / sigma**2 for v, s in zip(dz, ds)]
 
     def bilinear(a: int, b: int) -> torch.Tensor:
-        return -((dz[a] * ds[b] + dz[b] * ds[a]) / sigma**2 + c * (mean(dz[a] * dz[b]) - 3 * ds[a] * ds[b]) / sigma**3)
+        return -((dz[a] * ds[b] + dz[b] * ds[a]) / sigma**2
+                 + c * (mean(dz[a] * dz[b]) - 3 * ds[a] * ds[b]) / sigma**3)
 
     n_t = len(layout.axes)
     out = [c / sigma] + jac[:n_t] + [j + bc for j, bc in zip(jac[n_t:], _pairs(layout, bilinear))]
@@ -135,40 +136,51 @@ def chebyshev_jet(s: torch.Tensor, degree: int, order: int) -> list[Rows]:
     return [seq[: degree + 1] for seq in seqs]
 
 
-class ChebyshevRows(torch.autograd.Function):
-    """Matmul input of a Chebyshev layer for k = 1..K: [T_k(s), T'_k(s) d_r for every derivative
-    row r, plus T''_k(s) q_c on the last n_q of them (the channels)].
+def _basis(s: torch.Tensor, d: Rows, q: Rows, degree: int) -> list[Rows]:
+    """b[r][k], k = 1..K: T_k(s) for r = 0; T'_k(s) d_r, plus T''_k(s) q_c on the last len(q) rows."""
+    t0, t1, t2 = (seq[1:] for seq in chebyshev_jet(s, degree, 2))
+    n_t = len(d) - len(q)
+    return ([t0] + [[a * d[r] for a in t1] for r in range(n_t)]
+            + [[a * d[n_t + c] + b * q[c] for a, b in zip(t1, t2)] for c in range(len(q))])
 
-    ``apply(degree, n_q, s, *d, *q)`` with s and every row (N, n) returns (1 + len(d), N, K, n),
-    features innermost. Forward and backward (which needs T', T'', T''' once) are written per row
-    and per k, so a compiled step does each in one pass over (N, n) instead of differentiating
-    the recurrences step by step.
+
+def _basis_grads(s: torch.Tensor, d: Rows, q: Rows, degree: int, g: list[Rows]) -> list[torch.Tensor]:
+    """Gradients (s, *d, *q) of sum_(r,k) <g[r][k], b[r][k]>; evaluates T', T'', T''' once."""
+    _, t1, t2, t3 = (seq[1:] for seq in chebyshev_jet(s, degree, 3))
+    ks, g_q = range(degree), g[1 + len(d) - len(q):]
+    grad_d = [sum(g[1 + r][k] * t1[k] for k in ks) for r in range(len(d))]
+    grad_q = [sum(g_q[c][k] * t2[k] for k in ks) for c in range(len(q))]
+    grad_s = sum(g[0][k] * t1[k] + sum(d[r] * g[1 + r][k] for r in range(len(d))) * t2[k]
+                 + sum(q[c] * g_q[c][k] for c in range(len(q))) * t3[k] for k in ks)
+    return [grad_s, *grad_d, *grad_q]
+
+
+class ChebyshevRows(torch.autograd.Function):
+    """Matmul input of a Chebyshev layer, `_basis` stacked: shape (1 + len(d), N, K, n).
+
+    ``apply(degree, n_q, s, *d, *q)``, s and every row of shape (N, n), the q rows being the
+    channels' products. Forward and backward are written per row and per k (features innermost),
+    so a compiled step does each in one pass over (N, n) instead of differentiating the
+    recurrences step by step.
     """
 
     @staticmethod
     def forward(ctx, degree: int, n_q: int, s: torch.Tensor, *rows: torch.Tensor) -> torch.Tensor:
-        d, q = rows[:len(rows) - n_q], rows[len(rows) - n_q:]
-        t0, t1, t2 = (seq[1:] for seq in chebyshev_jet(s, degree, 2))
-        n_t = len(d) - n_q
         ctx.save_for_backward(s, *rows)
         ctx.degree, ctx.n_q = degree, n_q
-        out = [t0] + [[a * d[r] for a in t1] for r in range(n_t)]
-        out += [[a * d[n_t + c] + b * q[c] for a, b in zip(t1, t2)] for c in range(n_q)]
-        return torch.stack([torch.stack(row, dim=-2) for row in out])
+        d, q = _split(rows, n_q)
+        return torch.stack([torch.stack(b, dim=-2) for b in _basis(s, d, q, degree)])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         s, *rows = ctx.saved_tensors
-        n_q, ks = ctx.n_q, range(ctx.degree)
-        d, q = rows[:len(rows) - n_q], rows[len(rows) - n_q:]
-        _, t1, t2, t3 = (seq[1:] for seq in chebyshev_jet(s, ctx.degree, 3))
-        g = [[grad[r, :, k] for k in ks] for r in range(1 + len(d))]  # g[r][k]: (N, n)
-        g_q = g[1 + len(d) - n_q:]
-        grad_d = [sum(g[1 + r][k] * t1[k] for k in ks) for r in range(len(d))]
-        grad_q = [sum(g_q[c][k] * t2[k] for k in ks) for c in range(n_q)]
-        grad_s = sum(g[0][k] * t1[k] + sum(d[r] * g[1 + r][k] for r in range(len(d))) * t2[k]
-                     + sum(q[c] * g_q[c][k] for c in range(n_q)) * t3[k] for k in ks)
-        return None, None, grad_s, *grad_d, *grad_q
+        d, q = _split(rows, ctx.n_q)
+        g = [[grad[r, :, k] for k in range(ctx.degree)] for r in range(1 + len(d))]
+        return None, None, *_basis_grads(s, d, q, ctx.degree, g)
+
+
+def _split(rows: tuple[torch.Tensor, ...], n_q: int) -> tuple[Rows, Rows]:
+    return list(rows[:len(rows) - n_q]), list(rows[len(rows) - n_q:])
 
 
 def _cheby(op: ChebyKANLayer, rows: Rows, layout: Layout, keep: Keep) -> Rows:
@@ -181,8 +193,19 @@ def _cheby(op: ChebyKANLayer, rows: Rows, layout: Layout, keep: Keep) -> Rows:
     q = _pairs(layout, lambda a, b: rows[1 + a] * rows[1 + b])
     basis = ChebyshevRows.apply(op.degree, len(q), rows[0], *d, *q)  # (R', N, K, n_in)
     r, n = basis.shape[:2]
+    flat = basis.reshape(r * n, -1)  # (R' N, K n_in)
     weight = op.coeffs[:, :, 1:].transpose(1, 2).flatten(1)  # (n_out, K n_in), matching the basis
-    out = list((basis.reshape(r * n, -1) @ weight.T).view(r, n, op.n_out).unbind(0))
+    if op.n_out == 1:
+        # the output layer: a multiply-sum rather than a matrix-vector product, so that its gradient
+        # fuses into ChebyshevRows.backward instead of materializing an (R' N, K n_in) outer product
+        y = (flat * weight).sum(-1, keepdim=True)
+    elif weight.shape[1] < weight.shape[0]:
+        # few inputs (the first layer): with W^T contiguous the weight gradient is basis^T @ grad,
+        # which MKL computes about 4x faster than grad^T @ basis for this shape
+        y = flat @ weight.T.contiguous()
+    else:
+        y = flat @ weight.T
+    out = list(y.view(r, n, op.n_out).unbind(0))
     out[0] = out[0] + op.coeffs[:, :, 0].sum(1)
     return out
 

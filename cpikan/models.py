@@ -82,7 +82,18 @@ class Squash(nn.Module):
         self.norm = nn.LayerNorm(width) if layernorm else None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.norm(h) if self.norm is not None else h)
+        return torch.tanh(layer_norm(h, self.norm) if self.norm is not None else h)
+
+
+def layer_norm(h: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """gamma (h - mean h) / sqrt(var h + eps) + beta over the last axis, from plain ops.
+
+    Warning: torch's fused layer_norm kernel gets third derivatives wrong (gradcheck fails on a
+    second derivative through it), so nested-autograd training would use wrong gradients.
+    """
+    centered = h - h.mean(dim=-1, keepdim=True)
+    scale = torch.rsqrt(centered.square().mean(dim=-1, keepdim=True) + norm.eps)
+    return centered * scale * norm.weight + norm.bias
 
 
 class Network(nn.Module):

@@ -91,3 +91,13 @@ def test_unknown_problem_and_problem_parameter():
         problems.get("poisson2d")
     with pytest.raises(ConfigError, match="has no parameter 'noiz'; valid: noise"):
         problems.get("reaction_diffusion1d_inverse", noiz=0.1)
+
+
+def test_override_order_does_not_matter_for_cross_field_rules():
+    a = RunConfig().override("train.compile=true", "derivatives=taylor")
+    b = RunConfig().override("derivatives=taylor", "train.compile=true")
+    assert a == b
+    c = RunConfig().override("train.scheduler_params.gamma=0.99", "train.scheduler=exponential")
+    assert params(c, "train.scheduler_params")["gamma"] == 0.99
+    with pytest.raises(ConfigError, match="compile"):
+        RunConfig().override("train.compile=true")

@@ -51,3 +51,21 @@ def test_network_rejects_wrong_point_dimension():
     net = build_network("scaled_cpikan", [0.0], [1.0], (4,), 3)
     with pytest.raises(ValueError, match=r"\(N, 1\), got \(3, 2\)"):
         net(torch.zeros(3, 2))
+
+
+def test_layernorm_squash_matches_torch_and_has_correct_third_derivatives():
+    torch.manual_seed(0)
+    from cpikan.models import Squash
+    squash = Squash(5, layernorm=True).double()
+    torch.nn.init.normal_(squash.norm.weight)
+    torch.nn.init.normal_(squash.norm.bias)
+    h = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    expected = torch.tanh(torch.nn.functional.layer_norm(h, (5,), squash.norm.weight, squash.norm.bias))
+    torch.testing.assert_close(squash(h), expected)
+
+    def second(x):
+        (g,) = torch.autograd.grad(squash(x).sum(), x, create_graph=True)
+        (gg,) = torch.autograd.grad(g.square().sum(), x, create_graph=True)
+        return gg
+
+    assert torch.autograd.gradcheck(second, (h,))
