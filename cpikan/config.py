@@ -20,7 +20,7 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 PROFILES = ("smoke", "quick", "full")
 _VALIDATING: contextvars.ContextVar[bool] = contextvars.ContextVar("cpikan_validating", default=True)
@@ -156,6 +156,40 @@ PARAMS: dict[str, dict[str, dict[str, tuple[Any, Any]]]] = {
     "sampling.batches": {
         "*": {"count": (int, 4), "mode": (("minibatch", "patches"), "minibatch"), "resample": (bool, False)},
     },
+}
+
+
+_POSITIVE = (lambda v: v > 0, "> 0")
+_NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+_AT_LEAST_ONE = (lambda v: v >= 1, ">= 1")
+
+# (field, name) or (field, option, name) -> (test, rule stated in the error); the option-specific rule wins.
+RULES: dict[tuple[str, ...], tuple[Callable[[Any], bool], str]] = {
+    ("train.early_stopping", "patience"): _AT_LEAST_ONE,
+    ("train.early_stopping", "min_delta"): _NON_NEGATIVE,
+    ("train.early_stopping", "every"): _AT_LEAST_ONE,
+    ("train.scheduler_params", "gamma"): _POSITIVE,
+    ("train.scheduler_params", "warmup"): _NON_NEGATIVE,
+    ("train.scheduler_params", "eta_min"): _NON_NEGATIVE,
+    ("train.scheduler_params", "factor"): (lambda v: 0 < v < 1, "in (0, 1)"),
+    ("train.scheduler_params", "patience"): _AT_LEAST_ONE,
+    ("train.scheduler_params", "threshold"): (lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.scheduler_params", "min_lr"): _NON_NEGATIVE,
+    ("train.scheduler_params", "milestones"): (
+        lambda v: all(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in v),
+        "a list of numbers > 0 (epochs after warm-up, or fractions < 1 of them)"),
+    ("loss.balancing_params", "alpha"): _NON_NEGATIVE,
+    ("loss.balancing_params", "lra", "alpha"): (lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("loss.balancing_params", "lr"): _POSITIVE,
+    ("loss.balancing_params", "every"): _AT_LEAST_ONE,
+    ("sampling.adaptive_params", "every"): _AT_LEAST_ONE,
+    ("sampling.adaptive_params", "candidates"): _AT_LEAST_ONE,
+    ("sampling.adaptive_params", "max_points"): _AT_LEAST_ONE,
+    ("sampling.adaptive_params", "ratio"): (lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("sampling.adaptive_params", "percentile"): (lambda v: 0 <= v < 100, "in [0, 100)"),
+    ("sampling.adaptive_params", "k"): _NON_NEGATIVE,
+    ("sampling.adaptive_params", "c"): _NON_NEGATIVE,
+    ("sampling.batches", "count"): _AT_LEAST_ONE,
 }
 
 
@@ -389,6 +423,7 @@ def validate(cfg: RunConfig) -> None:
                                       f"{', '.join(map(repr, kind))}")
             elif not _is_type(given, kind):
                 raise ConfigError(f"{key}.{name}={given!r} is not valid: expected {kind.__name__}")
+            _check_rule(cfg, key, name, given)
     positive = ["train.epochs", "sampling.n_pde", "model.degree", "train.log_every", "threads"]
     non_negative = ["train.lbfgs_epochs", "sampling.n_bc", "sampling.n_ic"]
     for key in positive + non_negative:
@@ -407,6 +442,11 @@ def validate(cfg: RunConfig) -> None:
                 raise ConfigError(f"loss.weights has no term {term!r}; valid: {', '.join(LOSS_TERMS)}")
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight >= 0:
                 raise ConfigError(f"loss.weights.{term}={weight!r} must be a number >= 0")
+    if cfg.loss.balancing != "fixed":
+        for term, weight in (cfg.loss.weights or {}).items():
+            if not weight > 0:
+                raise ConfigError(f"loss.weights.{term}={weight} must be > 0 with loss.balancing="
+                                  f"{cfg.loss.balancing!r}; use loss.balancing='fixed' to switch a term off")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ConfigError(f"device={cfg.device!r} is not valid; choose 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if cfg.train.compile and cfg.derivatives != "taylor":
@@ -416,6 +456,15 @@ def validate(cfg: RunConfig) -> None:
 
 
 LOSS_TERMS = ("pde", "bc", "ic", "data")
+
+
+def _check_rule(cfg: RunConfig, key: str, name: str, value: Any) -> None:
+    selector = _field_meta(key).get("params_for")
+    option = get_value(cfg, selector) if selector else None
+    rule = RULES.get((key, option, name)) or RULES.get((key, name))
+    if rule is not None and not rule[0](value):
+        where = f" for {selector}={option!r}" if selector else ""
+        raise ConfigError(f"{key}.{name}={value!r} is not valid{where}: must be {rule[1]}")
 
 
 def _is_type(value: Any, kind: type) -> bool:

@@ -16,7 +16,7 @@ from typing import Mapping
 
 import torch
 
-from cpikan.config import PARAMS, ConfigError
+from cpikan.config import PARAMS
 from cpikan.derivatives import Derivatives, derivatives
 from cpikan.problems.base import Dirichlet, Initial, Periodic, Problem
 from cpikan.sampling import ConditionPoints, PointSets
@@ -217,32 +217,11 @@ def _flat_grad(term: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Te
 
 
 def make_balancer(name: str, weights: Mapping[str, float], options: Mapping[str, object]) -> FixedWeights:
-    """The strategy for ``loss.balancing`` = `name` with ``loss.balancing_params`` `options`.
-
-    Missing options take the defaults of ``PARAMS["loss.balancing_params"]``. Dynamic schemes need
-    every initial weight > 0 (use "fixed" to switch a term off).
-    """
-    tables = PARAMS["loss.balancing_params"]
-    if name not in tables:
-        raise ConfigError(f"loss.balancing={name!r} is not valid; choose one of {', '.join(map(repr, tables))}")
-    for key in options:
-        if key not in tables[name]:
-            raise ConfigError(f"loss.balancing_params has no parameter {key!r} for {name!r}; "
-                              f"valid: {', '.join(tables[name]) or '(none)'}")
-    opts = {key: default for key, (_, default) in tables[name].items()} | dict(options)
+    """The strategy for ``loss.balancing`` = `name`; `options` over the defaults of
+    ``PARAMS["loss.balancing_params"][name]`` (values are checked by `cpikan.config.validate`)."""
+    opts = {key: default for key, (_, default) in PARAMS["loss.balancing_params"][name].items()} | dict(options)
     if name == "fixed":
         return FixedWeights(weights)
-    for term, weight in weights.items():
-        if not weight > 0:
-            raise ConfigError(f"loss.weights.{term}={weight} must be > 0 with loss.balancing={name!r}; "
-                              f"use loss.balancing='fixed' to switch a term off")
-    rules = {"every": (lambda v: v >= 1, "an integer >= 1"), "lr": (lambda v: v > 0, "> 0"),
-             "alpha": (lambda v: 0 < v <= 1, "in (0, 1]") if name == "lra" else (lambda v: v >= 0, ">= 0")}
-    for key, value in opts.items():
-        ok, rule = rules[key]
-        if not ok(value):
-            raise ConfigError(f"loss.balancing_params.{key}={value!r} is not valid for loss.balancing={name!r}: "
-                              f"must be {rule}")
     return LearningRateAnnealing(weights, **opts) if name == "lra" else GradNorm(weights, **opts)
 
 

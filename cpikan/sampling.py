@@ -235,18 +235,6 @@ def _spread(r: torch.Tensor) -> dict[str, float]:
 
 SAMPLERS = {"none": Collocation, "rar": ResidualRefinement, "rad": ResidualDistribution}
 
-# option -> (test, rule stated in the error)
-_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "every": (lambda v: v >= 1, "an integer >= 1"),
-    "candidates": (lambda v: v >= 1, "an integer >= 1"),
-    "ratio": (lambda v: 0 < v <= 1, "in (0, 1]"),
-    "percentile": (lambda v: 0 <= v < 100, "in [0, 100)"),
-    "max_points": (lambda v: v >= 1, "an integer >= 1"),
-    "k": (lambda v: v >= 0, ">= 0"),
-    "c": (lambda v: v >= 0, ">= 0"),
-}
-
-
 def make_sampler(cfg: RunConfig, problem: Problem, points: torch.Tensor, gen: torch.Generator) -> Collocation:
     """The collocation strategy for ``sampling.adaptive`` (+ ``sampling.adaptive_params``) and
     ``sampling.batches``, starting from the interior `points` (N, d); `gen` drives every later draw."""
@@ -256,9 +244,4 @@ def make_sampler(cfg: RunConfig, problem: Problem, points: torch.Tensor, gen: to
         raise ConfigError(f"sampling.batches.count={batching['count']} is not valid: choose 1..{n} "
                           f"(at most the {n} interior points, sampling.n_pde)")
     options = params(cfg, "sampling.adaptive_params")
-    for key, value in options.items():
-        ok, rule = _RULES[key]
-        if not ok(value):
-            raise ConfigError(f"sampling.adaptive_params.{key}={value!r} is not valid for "
-                              f"sampling.adaptive={cfg.sampling.adaptive!r}: must be {rule}")
     return SAMPLERS[cfg.sampling.adaptive](points, problem.box, gen, **batching, **options)

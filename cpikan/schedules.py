@@ -14,23 +14,7 @@ for e < W; then, counting e' = e - W over the E' = E - W remaining epochs:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
-
 import torch
-
-from cpikan.config import ConfigError
-
-_VALID: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "gamma": (lambda v: v > 0, "> 0"),
-    "warmup": (lambda v: v >= 0, ">= 0"),
-    "eta_min": (lambda v: v >= 0, ">= 0"),
-    "factor": (lambda v: 0 < v < 1, "in (0, 1)"),
-    "patience": (lambda v: v >= 1, ">= 1"),
-    "threshold": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "min_lr": (lambda v: v >= 0, ">= 0"),
-    "milestones": (lambda v: all(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in v),
-                   "a list of numbers > 0 (epochs after warm-up, or fractions < 1 of them)"),
-}
 
 
 class Schedule:
@@ -44,10 +28,6 @@ class Schedule:
     """
 
     def __init__(self, name: str, lr: float, epochs: int, options: dict) -> None:
-        for key, value in options.items():
-            valid, text = _VALID[key]
-            if not valid(value):
-                raise ConfigError(f"train.scheduler_params.{key}={value!r} is not valid: must be {text}")
         self.name, self.base_lr, self.epochs = name, lr, epochs
         self.options = dict(options)
         self.warmup = self.options.pop("warmup", 0)

@@ -119,7 +119,8 @@ def test_fixed_weights_never_change():
 ])
 def test_bad_settings_raise_config_error_naming_the_value(name, weights, options, bad):
     with pytest.raises(ConfigError, match=bad.replace(".", r"\.")):
-        make_balancer(name, weights, options)
+        cpikan.RunConfig().override({"loss.balancing": name, "loss.weights": weights,
+                                     "loss.balancing_params": options})
 
 
 @pytest.mark.parametrize("balancing", ["fixed", "lra", "gradnorm"])

@@ -155,9 +155,9 @@ def test_resample_draws_fresh_uniform_points_each_epoch_after_the_first():
     ({"sampling.adaptive": "rad", "sampling.adaptive_params": {"every": 0}}, "every=0"),
 ])
 def test_bad_sampling_settings_raise_config_error_naming_the_value(overrides, bad):
-    cfg = cpikan.RunConfig(problem="poisson1d").override(overrides)
     problem = cpikan.problems.get("poisson1d")
     with pytest.raises(ConfigError, match=bad.replace(".", r"\.")):
+        cfg = cpikan.RunConfig(problem="poisson1d").override(overrides)
         make_sampler(cfg, problem, uniform_box(problem.box, 64, gen()), gen())
 
 

@@ -78,7 +78,7 @@ def test_unknown_parameter_names_the_valid_ones():
                                            ("multistep", {"milestones": [0]}), ("cosine", {"warmup": -1})])
 def test_bad_values_are_config_errors(name, options):
     with pytest.raises(cpikan.ConfigError, match=list(options)[0]):
-        schedule(name, **options)
+        cpikan.RunConfig().override({"train.scheduler": name, "train.scheduler_params": options})
 
 
 def test_training_logs_the_scheduled_rate_every_epoch():
