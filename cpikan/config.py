@@ -316,9 +316,8 @@ def _split_subkey(key: str) -> tuple[str, str | None]:
     parts = key.split(".")
     if len(parts) == 3 or (len(parts) == 2 and parts[0] not in SECTIONS):
         head = ".".join(parts[:-1])
-        _, f = _lookup_field(head)
-        if _hints_for(head) is not dict and not f.metadata.get("params") and not f.metadata.get("params_for") \
-                and head not in ("loss.weights", "problem_params"):
+        hint = _hints_for(head)
+        if hint is not dict and dict not in typing.get_args(hint):
             raise ConfigError(f"{head!r} is not a dict field; cannot set {key!r}")
         return head, parts[-1]
     return key, None

@@ -101,3 +101,11 @@ def test_override_order_does_not_matter_for_cross_field_rules():
     assert params(c, "train.scheduler_params")["gamma"] == 0.99
     with pytest.raises(ConfigError, match="compile"):
         RunConfig().override("train.compile=true")
+
+
+def test_subkeys_only_reach_into_dict_fields():
+    cfg = RunConfig().override("problem_params.noise=0.05", "train.early_stopping.patience=9",
+                               "sampling.batches.count=2")
+    assert cfg.problem_params == {"noise": 0.05} and cfg.train.early_stopping == {"patience": 9}
+    with pytest.raises(ConfigError, match="'train.epochs' is not a dict field"):
+        RunConfig().override("train.epochs.max=3")
