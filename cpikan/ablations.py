@@ -114,7 +114,7 @@ _SINGLE = [
               story="loss-term weights over training, and whether balancing them helps"),
     _ablation("adaptive_sampling", ("sampling.adaptive",),
               {"rar": {"sampling.adaptive": "rar"}, "rad": {"sampling.adaptive": "rad"}},
-              ["helmholtz2d"], ["allen_cahn1d"], ["allen_cahn1d", "helmholtz2d"],
+              ["helmholtz2d"], ["poisson1d"], ["allen_cahn1d", "helmholtz2d"],
               story="where residual-based sampling puts the collocation points"),
     _ablation("batching", ("sampling.batches",),
               {"minibatch_4": {"sampling.batches": {"count": 4}},
@@ -128,7 +128,8 @@ _SINGLE = [
               story="learning-rate curves and the accuracy each schedule reaches"),
     _ablation("init", ("model.init",),
               {s: {"model.init": s} for s in ("kaiming", "orthogonal", "small_random")},
-              ["poisson1d"], ["poisson1d"], ["poisson1d", "helmholtz2d"], seeds=(1, 1, 5),
+              ["poisson1d"], ["poisson1d", "allen_cahn1d"], ["poisson1d", "helmholtz2d", "allen_cahn1d"],
+              seeds=(1, 1, 5),
               story="the coefficient scale each initialization gives, and the accuracy it leads to"),
     _ablation("derivatives", ("derivatives", "train.compile"),
               {"taylor": {"derivatives": "taylor"},
@@ -184,12 +185,14 @@ def variant_config(ablation: Ablation, variant: Variant, problem: str, profile: 
 
 def plan(profile: str) -> list[dict]:
     """What a study of `profile` runs: per ablation its problems, variants, seeds, run count, and
-    `work` = sum over runs of epochs x interior points (a rough cost, for ordering a batch)."""
+    `work` = sum over runs of (Adam epochs + L-BFGS iterations) x interior points (a rough cost,
+    for ordering a batch)."""
     rows = []
     for a in ABLATIONS.values():
         n_runs = sum(profile in v.profiles for v in a.variants) * a.seeds[profile]
         sizes = [registry.get(p).sizes.get(profile, {}) for p in a.problems[profile]]
-        work = sum(n_runs * s.get("train.epochs", 0) * s.get("sampling.n_pde", 0) for s in sizes)
+        work = sum(n_runs * (s.get("train.epochs", 0) + s.get("train.lbfgs_epochs", 0)) * s.get("sampling.n_pde", 0)
+                   for s in sizes)
         rows.append({"ablation": a.name, "problems": ", ".join(a.problems[profile]),
                      "variants": ", ".join(v.name for v in a.variants if profile in v.profiles),
                      "seeds": a.seeds[profile],

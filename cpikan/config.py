@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
 
 PROFILES = ("smoke", "quick", "full")
+DEFAULT_DEGREE = 5  # the paper's Chebyshev degree K
 _VALIDATING: contextvars.ContextVar[bool] = contextvars.ContextVar("cpikan_validating", default=True)
 
 
@@ -49,7 +50,8 @@ class ModelConfig:
     arch: str = _choice("scaled_cpikan", ("scaled_cpikan", "cpikan", "scaled_pinn", "pinn"),
                         "network: Chebyshev KAN with/without domain scaling, or a tanh MLP with/without it")
     hidden: tuple[int, ...] | None = _sized("hidden widths, e.g. (8, 8); None: the problem/profile decides")
-    degree: int = _opt(5, "Chebyshev degree K (K+1 basis functions per input)")
+    degree: int | None = _sized("Chebyshev degree K (K+1 basis functions per input); None: the problem/profile "
+                                "decides, 5 (the paper's) unless it says otherwise")
     norm: str = _choice("none", ("none", "layernorm"), "squash between layers: tanh, or LayerNorm then tanh")
     init: str = _choice("xavier", ("xavier", "kaiming", "orthogonal", "small_random"),
                         "initialization of Chebyshev coefficients / linear weights")
@@ -493,13 +495,14 @@ def resolve(cfg: RunConfig, problem: Any) -> RunConfig:
     """Fill every ``from_problem`` field left at None from the problem's sizes for the profile.
 
     Loss weights merge: the problem's weights, then the config's (the config wins); a term
-    with neither gets 1.0. Missing sizes fall back to 0 (L-BFGS iterations, initial points).
+    with neither gets 1.0. Missing sizes fall back to 0 (L-BFGS iterations, initial points)
+    or, for the Chebyshev degree, to `DEFAULT_DEGREE`.
     """
     sizes = dict(problem.sizes.get(cfg.profile, {}))
     if not sizes and problem.sizes:
         raise ConfigError(f"problem {problem.name!r} has no sizes for profile {cfg.profile!r}; "
                           f"it has: {', '.join(problem.sizes)}")
-    fallback = {"train.lbfgs_epochs": 0, "sampling.n_ic": 0, "sampling.n_bc": 0}
+    fallback = {"train.lbfgs_epochs": 0, "sampling.n_ic": 0, "sampling.n_bc": 0, "model.degree": DEFAULT_DEGREE}
     for key in all_keys():
         if not _field_meta(key).get("from_problem") or key == "loss.weights":
             continue
