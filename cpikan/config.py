@@ -50,8 +50,8 @@ class ModelConfig:
     arch: str = _choice("scaled_cpikan", ("scaled_cpikan", "cpikan", "scaled_pinn", "pinn"),
                         "network: Chebyshev KAN with/without domain scaling, or a tanh MLP with/without it")
     hidden: tuple[int, ...] | None = _sized("hidden widths, e.g. (8, 8); None: the problem/profile decides")
-    degree: int | None = _sized("Chebyshev degree K (K+1 basis functions per input); None: the problem/profile "
-                                "decides, 5 (the paper's) unless it says otherwise")
+    degree: int | None = _sized(f"Chebyshev degree K (K+1 basis functions per input); None: the problem/profile "
+                                f"decides, {DEFAULT_DEGREE} (the paper's) unless it says otherwise")
     norm: str = _choice("none", ("none", "layernorm"), "squash between layers: tanh, or LayerNorm then tanh")
     init: str = _choice("xavier", ("xavier", "kaiming", "orthogonal", "small_random"),
                         "initialization of Chebyshev coefficients / linear weights")
