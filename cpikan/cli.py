@@ -46,7 +46,11 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from cpikan import study
+    try:
+        from cpikan import study
+    except ImportError as err:
+        raise ConfigError(f"`cpikan study` needs the study extra ({err.name} is missing): "
+                          "pip install 'cpikan[study]'") from None
 
     if args.action == "run":
         study.run_study(profile=args.profile, only=args.only.split(",") if args.only else None,

@@ -17,10 +17,9 @@ from typing import Mapping
 import torch
 
 from cpikan.config import PARAMS
-from cpikan.derivatives import Derivatives, derivatives
+from cpikan.derivatives import ENGINES, Derivatives, Plan, TaylorDerivatives, discover_plan
 from cpikan.problems.base import Dirichlet, Initial, Periodic, Problem
 from cpikan.sampling import ConditionPoints, PointSets
-from cpikan.taylor import Plan, TaylorDerivatives, discover_plan
 
 
 class PhysicsLoss:
@@ -28,7 +27,7 @@ class PhysicsLoss:
 
     `params` holds the problem's constants and trainable unknowns (see `ProblemParameters`).
     With ``engine="taylor"`` the loss learns at construction what the residual reads (one
-    evaluation on three points, `cpikan.taylor.discover_plan`) and what each periodic condition
+    evaluation on three points, `cpikan.derivatives.discover_plan`) and what each periodic condition
     reads (u and u_x[axis]), so every evaluation is a single forward pass carrying only that.
     """
 
@@ -46,7 +45,7 @@ class PhysicsLoss:
     def _derivatives(self, x: torch.Tensor, site: object) -> Derivatives:
         """The accessor at points x; `site` names the cached taylor plan ("pde", ("periodic", axis))."""
         if self._plans is None:
-            return derivatives(self.engine, self.net, x, self.params.as_dict(), self.problem.lap_axes)
+            return ENGINES[self.engine](self.net, x, self.params.as_dict(), self.problem.lap_axes)
         return TaylorDerivatives(self.net, x, self.params.as_dict(), self.problem.lap_axes, self._plans[site])
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from cpikan.losses import PhysicsLoss, total
+from cpikan.progress import bar as progress_bar
 from cpikan.sampling import PointSets, uniform_box
 
 MAX_CONSECUTIVE_SKIPS = 100
@@ -141,7 +141,7 @@ class Trainer:
         optimizer = torch.optim.Adam(self.params, lr=self.lr)
         skipped = consecutive = points_seen = 0
         start = time.perf_counter()
-        bar = tqdm(total=self.epochs, disable=not self.progress, desc="adam", mininterval=0.5, leave=False)
+        bar = progress_bar(self.epochs, "adam", self.progress)
         try:
             for epoch in range(self.epochs):
                 self._epoch = epoch

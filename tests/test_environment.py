@@ -15,7 +15,8 @@ def _split(requirement: str) -> tuple[str, str]:
 
 def test_environment_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = dict(_split(r) for r in project["dependencies"] + project["optional-dependencies"]["test"])
+    wanted = dict(_split(r) for r in project["dependencies"] + project["optional-dependencies"]["study"]
+                  + project["optional-dependencies"]["test"])
     if "dask" in wanted:
         wanted["distributed"] = wanted["dask"]
     conda = {}
@@ -30,4 +31,4 @@ def test_environment_matches_pyproject():
 
 def test_environment_installs_the_project_with_pip():
     text = (ROOT / "environment.yml").read_text()
-    assert "- -e .[test]" in text
+    assert "- -e .[study,test]" in text

@@ -5,7 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from cpikan import export, figures, report, study
+from cpikan import study
+from cpikan.study import export, figures, report
 from cpikan.config import resolve
 from cpikan.runs import RunResult, build_problem, run_path
 
@@ -84,7 +85,7 @@ def test_summary_is_rounded_and_names_failures(store):
 
 
 def test_the_report_builds_tables_and_html_traced_to_run_files(store):
-    rep = report.build(report.ReportParameters(results_dir=str(store)))
+    rep = export.build(study.ReportParameters(results_dir=str(store)))
     tables = store / "smoke" / "tables"
     names = sorted(p.name for p in tables.iterdir())
     assert names == ["helmholtz2d.csv", "helmholtz2d.md", "poisson1d.csv", "poisson1d.md", "recommended.csv",
@@ -100,7 +101,7 @@ def test_the_report_builds_tables_and_html_traced_to_run_files(store):
 
 
 def test_the_report_of_an_empty_store_says_so(tmp_path):
-    rep = report.build(report.ReportParameters(results_dir=str(tmp_path)))
+    rep = export.build(study.ReportParameters(results_dir=str(tmp_path)))
     assert rep.runs == [] and rep.problems == []
     assert "0 runs (0 failed)" in (tmp_path / "smoke" / "report.html").read_text()
     export.show(rep)

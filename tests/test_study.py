@@ -8,7 +8,8 @@ import papermill
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from cpikan import batch, problems, study
+from cpikan import problems, study
+from cpikan.study import batch, runner
 from cpikan.config import PROFILES, ConfigError, diff, resolve
 from cpikan.runs import RunResult, build_problem
 
@@ -123,7 +124,7 @@ def fake_run(monkeypatch):
             raise RuntimeError(f"boom at grad_clip={cfg.train.grad_clip}")
         return RunResult(config=resolve(cfg, build_problem(cfg)).to_dict(), metrics={"rel_l2": 0.5})
 
-    monkeypatch.setattr(study, "run", run)
+    monkeypatch.setattr(runner, "run", run)
     return calls, control
 
 

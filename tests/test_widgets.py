@@ -10,11 +10,11 @@ import pytest
 
 from cpikan import cli
 from cpikan.config import RunConfig, all_keys, schema
-from cpikan import config_form
-from cpikan.config_form import ConfigForm, ParamsControl, css_class
+from cpikan.explorer import form as config_form
+from cpikan.explorer.form import ConfigForm, ParamsControl, css_class
 from cpikan.runs import RunResult
-from cpikan import widgets
-from cpikan.widgets import Explorer, command_line, variant_name
+from cpikan.explorer import panel as widgets
+from cpikan.explorer.panel import Explorer, command_line, variant_name
 
 
 def _cli_config(command: str) -> RunConfig:

@@ -1,10 +1,10 @@
 """The explorer: pick a problem and toggles, train, watch the loss curves and the error field.
 
-    from cpikan.widgets import Explorer
+    from cpikan.explorer import Explorer
     Explorer(RunConfig(problem="helmholtz2d", profile="smoke"), root="reports")   # last line of a cell
 
-The controls come from `cpikan.config_form.ConfigForm` (one per schema key), the figures from
-`cpikan.explorer_figures`. Train runs `cpikan.run` in a background thread, so the notebook stays
+The controls come from `cpikan.explorer.form.ConfigForm` (one per schema key), the figures from
+`cpikan.explorer.figures`. Train runs `cpikan.run` in a background thread, so the notebook stays
 responsive and Stop can end the run (stop_reason ``"stopped"``); the loss figure updates live
 from the run's ``on_epoch`` rows. An invalid combination (a `ConfigError`), a toggle that is not implemented yet and a failed run are
 shown as a message in the panel, never as a traceback.
@@ -25,8 +25,8 @@ import ipywidgets as w
 import plotly.graph_objects as go
 
 from cpikan.config import ConfigError, RunConfig, diff, resolve
-from cpikan.config_form import ConfigForm
-from cpikan.explorer_figures import PLOT, field_figure, loss_traces, metrics_table, sync_traces
+from cpikan.explorer.form import ConfigForm
+from cpikan.explorer.figures import PLOT, field_figure, loss_traces, metrics_table, sync_traces
 from cpikan.problems.base import Problem
 from cpikan.runs import RunResult, build_problem, run, run_path
 

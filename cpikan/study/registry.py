@@ -165,6 +165,11 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [*_SINGLE, _combined()]}
 TOGGLES: tuple[str, ...] = tuple(dict.fromkeys(k for a in ABLATIONS.values() for k in a.keys))
 
 
+def variant_label(ablation: str, variant: str, single: bool) -> str:
+    """How a variant is named in tables and legends: qualified by its ablation unless `single`."""
+    return BASELINE if variant == BASELINE else (variant if single else f"{ablation}/{variant}")
+
+
 def names() -> list[str]:
     return list(ABLATIONS)
 

@@ -1,5 +1,5 @@
 """Plotly figures of study runs: history curves over seeds, metric bars, cost against points,
-the collocation cloud, coefficient scales. Each takes a list of `cpikan.study.StudyRun`.
+the collocation cloud, coefficient scales. Each takes a list of `cpikan.study.store.StudyRun`.
 
 Colours follow the variant's first appearance, so a variant keeps its colour across panels.
 """
@@ -18,8 +18,8 @@ from plotly.subplots import make_subplots
 from cpikan.config import RunConfig, resolve
 from cpikan.models import ChebyKANLayer, build_network
 from cpikan.runs import build_problem
-from cpikan.report import variant_label
-from cpikan.study import StudyRun
+from cpikan.study.registry import variant_label
+from cpikan.study.store import StudyRun
 
 MAX_POINTS = 1000  # per curve; longer histories are thinned evenly
 PALETTE = qualitative.Plotly + qualitative.Dark24

@@ -2,8 +2,7 @@
 
 Every aggregate names the run files it comes from (column ``run_files``). Identical runs (same
 toggle values and seed, e.g. the baseline shared by several ablations) count once.
-`build` gathers a profile's store into a `Report` and writes ``report.html`` and ``tables/``
-(see `cpikan.export`).
+`gather` reads a profile's store into a `Report`; `cpikan.study.export` writes it.
 """
 
 from __future__ import annotations
@@ -15,9 +14,9 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from cpikan.batch import notebook_parameters
-from cpikan.config import PROFILES, ConfigError, schema
-from cpikan.study import ABLATIONS, BASELINE, TOGGLES, StudyRun, load_runs
+from cpikan.config import schema
+from cpikan.study.registry import ABLATIONS, BASELINE, TOGGLES, variant_label
+from cpikan.study.store import StudyRun, load_runs
 
 METRICS = ("rel_l2", "max_abs_err", "final_loss", "epochs_run", "stop_reason", "wall_time_s",
            "time_per_epoch_ms", "peak_mem_mb", "device")
@@ -66,11 +65,6 @@ def frame(runs: Sequence[StudyRun]) -> pd.DataFrame:
     columns = ["ablation", "problem", "variant", "seed", "status", "error", "run_file", *TOGGLES, *METRICS,
                *HISTORY_METRICS]
     return pd.DataFrame(rows, columns=list(dict.fromkeys(columns + [k for r in rows for k in r])))
-
-
-def variant_label(ablation: str, variant: str, single: bool) -> str:
-    """How a variant is named in tables and legends: qualified by its ablation unless `single`."""
-    return BASELINE if variant == BASELINE else (variant if single else f"{ablation}/{variant}")
 
 
 def variants(runs: pd.DataFrame, problem: str) -> pd.DataFrame:
@@ -232,28 +226,6 @@ def summary(runs: Sequence[StudyRun]) -> str:
     return "\n".join(lines) or "no runs"
 
 
-# ---------------------------------------------------------------- report notebook
-
-@dataclass(frozen=True)
-class ReportParameters:
-    """Parameters cell of the report notebook: the profile and the results root."""
-
-    profile: str = "smoke"
-    results_dir: str = "../reports"
-
-    def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ConfigError(f"notebook parameter profile={self.profile!r} is not valid; choose one of "
-                              f"{', '.join(PROFILES)}")
-        if not isinstance(self.results_dir, str) or not self.results_dir:
-            raise ConfigError(f"notebook parameter results_dir={self.results_dir!r} must be a folder path")
-
-
-def parameters(namespace: dict) -> ReportParameters:
-    """The report notebook's checked parameters, read from its ``globals()`` (see `cpikan.batch`)."""
-    return notebook_parameters(ReportParameters, namespace)
-
-
 @dataclass
 class Report:
     """A profile's results: every run, the headline per problem, timing and recommended settings."""
@@ -278,13 +250,3 @@ def gather(results_dir: str | os.PathLike, profile: str) -> Report:
     headlines = {p: headline(df, p) for p in dict.fromkeys(df.problem)}
     return Report(profile, str(os.path.join(results_dir, profile)), runs, df, headlines, timing(df),
                   recommended(df))
-
-
-def build(params: ReportParameters) -> Report:
-    """Gather the store and write ``report.html`` and ``tables/*.csv|md`` under <results_dir>/<profile>/."""
-    from cpikan.export import write_html, write_tables
-
-    report = gather(params.results_dir, params.profile)
-    write_tables(report)
-    write_html(report)
-    return report

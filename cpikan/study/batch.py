@@ -6,7 +6,7 @@ makes a notebook commit-ready (only the ``# NBVAL_CHECK_OUTPUT`` cells keep thei
 
 Refresh the committed outputs of notebooks after a change::
 
-    python -m cpikan.batch notebooks/ablations/*.ipynb
+    python -m cpikan.study.batch notebooks/ablations/*.ipynb
 """
 
 from __future__ import annotations
@@ -27,40 +27,8 @@ from tqdm.auto import tqdm
 
 from cpikan.config import ConfigError
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
-_IPYTHON_NAMES = frozenset({"In", "Out"})
-
-
-def notebook_parameters(spec: type, namespace: Mapping[str, Any], **fixed: Any) -> Any:
-    """Build the dataclass `spec` from the parameters in a notebook's ``globals()``.
-
-    A parameter is a global whose value is a plain literal (what papermill injects: numbers,
-    strings, None, lists and dicts of those); names starting with ``_`` and IPython's In/Out
-    are not. `fixed` fields are set by the notebook itself.
-    Raises ConfigError naming an unknown parameter and listing the declared ones.
-    """
-    declared = [f.name for f in dataclasses.fields(spec) if f.name not in fixed]
-    unknown = sorted(k for k, v in namespace.items() if not k.startswith("_") and k not in _IPYTHON_NAMES
-                     and k not in declared and _is_literal(v))
-    if unknown:
-        raise ConfigError(f"unknown notebook parameter {', '.join(map(repr, unknown))}; valid: "
-                          f"{', '.join(declared)} (restart the kernel if you defined it yourself)")
-    missing = [k for k in declared if k not in namespace]
-    if missing:
-        raise ConfigError(f"notebook parameter {', '.join(map(repr, missing))} is not set: the parameters cell "
-                          f"must declare {', '.join(declared)}")
-    return spec(**fixed, **{k: namespace[k] for k in declared})
-
-
-def _is_literal(value: Any) -> bool:
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(map(_is_literal, value))
-    if isinstance(value, dict):
-        return all(_is_literal(k) and _is_literal(v) for k, v in value.items())
-    return False
 
 
 # ---------------------------------------------------------------- execution

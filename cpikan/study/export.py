@@ -1,4 +1,4 @@
-"""Writing a `cpikan.report.Report`: ``tables/*.csv|md`` and a self-contained ``report.html``.
+"""Writing a `cpikan.study.report.Report`: ``tables/*.csv|md`` and a self-contained ``report.html``.
 
 Tables (under <results_dir>/<profile>/tables/, rewritten each time):
 - ``<problem>.csv|md``: the headline of each problem (CSV keeps the numbers and run files)
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from cpikan import figures
-from cpikan.report import Report, readable
+from cpikan.study import figures
+from cpikan.study.parameters import ReportParameters
+from cpikan.study.report import Report, gather, readable
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:0.85em;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px}
@@ -92,3 +93,11 @@ def show(report: Report) -> None:
         display(Markdown(f"## {problem}"), readable(table),
                 figures.curves(runs, "loss", facet="ablation", title=f"{problem}: training loss"))
     display(Markdown("## Timing and memory"), readable(report.timing))
+
+
+def build(params: ReportParameters) -> Report:
+    """Gather the store and write ``report.html`` and ``tables/*.csv|md`` under <results_dir>/<profile>/."""
+    report = gather(params.results_dir, params.profile)
+    write_tables(report)
+    write_html(report)
+    return report

@@ -1,7 +1,7 @@
 """The ``"taylor"`` derivative engine: values, gradients and second derivatives propagated forward.
 
 `TaylorDerivatives` is the accessor residuals read (``d.u``, ``d.u_x[i]``, ``d.u_xx[i]``,
-``d.lap``, ``d.mixed(i, j)``); one pass of `cpikan.jets.propagate` through the network computes
+``d.lap``, ``d.mixed(i, j)``); one pass of `cpikan.derivatives.jets.propagate` through the network computes
 them all (math: ``../shared/derivatives.md``). The training step then needs a single ordinary
 backward (no double backward), which is what lets `torch.compile` fuse it.
 
@@ -16,8 +16,8 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from cpikan.derivatives import Derivatives
-from cpikan.jets import Key, Layout, Term, propagate
+from cpikan.derivatives.base import Derivatives
+from cpikan.derivatives.jets import Key, Layout, Term, propagate
 from cpikan.models import Network
 
 

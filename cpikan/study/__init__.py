@@ -1,0 +1,15 @@
+"""The study wing (extra ``cpikan[study]``): ablation registry, runner, papermill batch, results
+store, notebook parameters, report tables, figures and HTML export. The core never imports it.
+
+What the notebooks and the CLI call is re-exported here.
+"""
+
+from cpikan.study.parameters import ReportParameters, StudyParameters, parameters, report_parameters
+from cpikan.study.registry import (ABLATIONS, BASELINE, CHOSEN, TOGGLES, Ablation, Variant, get, names, plan,
+                                   variant_config)
+from cpikan.study.runner import build_report, run_study, run_variants
+from cpikan.study.store import StudyRun, load_runs
+
+__all__ = ["ABLATIONS", "BASELINE", "CHOSEN", "TOGGLES", "Ablation", "ReportParameters", "StudyParameters",
+           "StudyRun", "Variant", "build_report", "get", "load_runs", "names", "parameters", "plan",
+           "report_parameters", "run_study", "run_variants", "variant_config"]

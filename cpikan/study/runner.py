@@ -1,0 +1,110 @@
+"""Running the study: an ablation's variants in-process (`run_variants`, what each ablation
+notebook calls), and every ablation notebook through papermill (`run_study`), then the report
+notebook (`build_report`).
+
+`run_variants` runs variants x problems x seeds (registry: `cpikan.study.registry`) and writes
+one run file each (`cpikan.study.store`); a run that raises leaves a ``failed`` file and the
+others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from cpikan.config import PROFILES, ConfigError
+from cpikan.runs import RunResult, run, run_path
+from cpikan.study import batch
+from cpikan.study.parameters import StudyParameters
+from cpikan.study.registry import BASELINE, get, names, plan, variant_config
+from cpikan.study.store import StudyRun, reusable
+
+
+def run_variants(params: StudyParameters, progress: bool = True) -> list[StudyRun]:
+    """Run the ablation's variants x problems x seeds and write one run file each.
+
+    A run that raises an Exception is saved as ``failed`` (its error in the file) and the others
+    go on; KeyboardInterrupt stops the batch, leaving the files written so far. With
+    ``params.resume`` an ``ok`` file holding the same resolved config (threads aside) is reused
+    instead of running again; a baseline run may be reused from another ablation's folder.
+    Variants for CUDA only (on a CPU) or for other profiles are left out.
+    Returns the runs in order: problem, variant, seed.
+    """
+    ablation = get(params.ablation)
+    cuda = params.device.startswith("cuda") or (params.device == "auto" and torch.cuda.is_available())
+    variants = [v for v in ablation.variants if (cuda or not v.cuda_only) and params.profile in v.profiles]
+    todo = [(p, v, s) for p in params.problem_list for v in variants for s in range(params.seed_count)]
+    out = []
+    for problem, variant, seed in tqdm(todo, desc=ablation.name, disable=not progress, leave=False):
+        cfg = variant_config(ablation, variant, problem, params.profile, seed, params.device, params.threads)
+        path = run_path(params.results_dir, params.profile, ablation.name, problem, variant.name, seed)
+        result = reusable(path, cfg, variant.name == BASELINE) if params.resume else None
+        if result is None:
+            try:
+                result = run(cfg, progress=False)
+            except Exception as err:
+                result = RunResult.failed(cfg, err)
+        result.save(path)
+        out.append(StudyRun(ablation.name, problem, variant.name, seed, path, result))
+    return out
+
+
+def run_study(profile: str, only: Sequence[str] | None = None, seeds: int | None = None, jobs: int = 1,
+              executor: str = "local", address: str | None = None, root: str | os.PathLike = "reports",
+              notebooks: str | os.PathLike | None = None) -> list[batch.NotebookOutcome]:
+    """Execute the ablation notebooks of `profile` with papermill into ``<root>/<profile>/notebooks/``.
+
+    Args:
+        only: ablation names (default: all, in registry order).
+        seeds: seeds per run (default: each ablation's for the profile).
+        jobs: notebooks executed at once; with more than one, each run uses one torch thread.
+        executor: "local", or "dask" to submit the notebooks to a Dask cluster at `address` (a
+            LocalCluster of `jobs` workers when None). Workers must see `root` and `notebooks`.
+        notebooks: folder holding ``ablations/<name>.ipynb`` (default: the checkout's notebooks/).
+    Runs already done are skipped (resume); a failing notebook is recorded and the batch goes on.
+    The costliest notebooks start first. Returns one outcome per notebook, in registry order,
+    also written to ``<root>/<profile>/notebooks/batch.json``.
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"profile={profile!r} is not valid; choose one of {', '.join(PROFILES)}")
+    if jobs < 1:
+        raise ConfigError(f"jobs={jobs} must be a positive int")
+    chosen = [get(name).name for name in (only or names())]
+    source = Path(notebooks) if notebooks is not None else batch.NOTEBOOKS
+    if not (source / "ablations").is_dir():
+        raise ConfigError(f"no notebook folder {source / 'ablations'}; run from a cpikan checkout or pass notebooks=")
+    out_dir = Path(root).resolve() / profile / "notebooks"
+    params = {"profile": profile, "seeds": seeds, "device": "auto", "results_dir": str(Path(root).resolve()),
+              "threads": 1 if jobs > 1 else None, "resume": True}
+    work = {row["ablation"]: row["work"] for row in plan(profile)}
+    longest_first = sorted(chosen, key=lambda name: -work[name])  # fewer idle workers at the end
+    todo = [batch.NotebookJob(name, source / "ablations" / f"{name}.ipynb", out_dir / f"{name}.ipynb", params)
+            for name in longest_first]
+    done = batch.execute_all(todo, workers=jobs, executor=executor, address=address)
+    outcomes = sorted(done, key=lambda o: chosen.index(o.name))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "batch.json").write_text(json.dumps([o.to_json() for o in outcomes], indent=1))
+    print(batch.describe(outcomes))
+    return outcomes
+
+
+def build_report(profile: str, root: str | os.PathLike = "reports", notebooks: str | os.PathLike | None = None) -> Path:
+    """Execute ``report.ipynb`` for `profile`; it writes ``<root>/<profile>/report.html`` and ``tables/``.
+
+    Returns the path of report.html; raises when the report notebook fails.
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"profile={profile!r} is not valid; choose one of {', '.join(PROFILES)}")
+    source = Path(notebooks) if notebooks is not None else batch.NOTEBOOKS
+    root = Path(root).resolve()
+    job = batch.NotebookJob("report", source / "report.ipynb", root / profile / "notebooks" / "report.ipynb",
+                            {"profile": profile, "results_dir": str(root)})
+    outcome = batch.execute(job)
+    if outcome.status != "ok":
+        raise RuntimeError(f"the report notebook failed; see {outcome.output}: {outcome.error}")
+    return root / profile / "report.html"

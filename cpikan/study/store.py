@@ -1,0 +1,74 @@
+"""The results store: one run file per (ablation, problem, variant, seed), read back as `StudyRun`.
+
+Paths come from `cpikan.runs.run_path`::
+
+    <results_dir>/<profile>/runs/<ablation>/<problem>/<variant>/seed<k>.json
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cpikan import problems as registry
+from cpikan.config import ConfigError, RunConfig, resolve
+from cpikan.runs import RunResult, build_problem
+from cpikan.study.registry import ABLATIONS, BASELINE
+
+
+@dataclass
+class StudyRun:
+    """One run of the study: where it sits in the store and what it produced (`result.status`)."""
+
+    ablation: str
+    problem: str
+    variant: str
+    seed: int
+    path: Path
+    result: RunResult
+
+
+def reusable(path: Path, cfg: RunConfig, baseline: bool) -> RunResult | None:
+    """An ok run of `cfg` already in the store: at `path`, or (baselines) another ablation's baseline."""
+    candidates = [path]
+    if baseline:
+        runs = path.parents[3]  # <root>/<profile>/runs
+        candidates += sorted(runs.glob(f"*/{path.parent.parent.name}/{BASELINE}/{path.name}"))
+    wanted = _comparable(resolve(cfg, build_problem(cfg)))
+    for candidate in candidates:
+        try:
+            result = RunResult.load(candidate)
+            if result.status == "ok" and _comparable(RunConfig.from_dict(result.config)) == wanted:
+                return result
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _comparable(cfg: RunConfig) -> dict:
+    return cfg.override({"threads": None}).to_dict()
+
+
+def load_runs(results_dir: str | os.PathLike, profile: str, ablation: str | None = None) -> list[StudyRun]:
+    """Every run file of a profile (or of one ablation) in the store, in registry order."""
+    runs_dir = Path(results_dir) / profile / "runs"
+    pattern = f"{ablation or '*'}/*/*/seed*.json"
+    found = []
+    for path in runs_dir.glob(pattern):
+        name, problem, variant = path.parts[-4:-1]
+        try:
+            result = RunResult.load(path)
+        except (OSError, ValueError, KeyError) as err:
+            raise ConfigError(f"run file {path} cannot be read ({err}); delete it or run the study again") from None
+        found.append(StudyRun(name, problem, variant, int(path.stem[4:]), path, result))
+    return sorted(found, key=_order)
+
+
+def _order(r: StudyRun) -> tuple:
+    ablation = ABLATIONS.get(r.ablation)
+    names_ = [v.name for v in ablation.variants] if ablation else []
+    problems_ = registry.names()
+    return (list(ABLATIONS).index(r.ablation) if ablation else len(ABLATIONS), r.ablation,
+            problems_.index(r.problem) if r.problem in problems_ else len(problems_), r.problem,
+            names_.index(r.variant) if r.variant in names_ else len(names_), r.variant, r.seed)
