@@ -202,3 +202,36 @@ def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [m.coeffs if isinstance(m, ChebyKANLayer) else m.weight for m in model.modules()
             if isinstance(m, (ChebyKANLayer, torch.nn.Linear))]
 
+
+
+VERDICT_COLORS = {"better": "#2ca02c", "worse": "#d62728", "no detectable difference": "#7f7f7f",
+                  "failed": "#000000"}
+
+
+def forest(table: pd.DataFrame, metric: str = "rel_l2", title: str | None = None) -> go.Figure:
+    """Forest plot of a verdicts table (`cpikan.study.verdicts.verdicts`): one row per variant x
+    problem, grouped by `group` when the table has that column (e.g. the stage), the paired ratio
+    variant / baseline of `metric` with its 95 % interval on a log axis, a line at 1, coloured by
+    verdict. Left of the line is lower (better) than the baseline."""
+    rows = table.iloc[::-1]  # plotly draws the first category at the bottom
+    labels = [f"{r.ablation}/{r.variant} · {r.problem}" for r in rows.itertuples()]
+    if "group" in rows:
+        labels = [f"{g} · {label}" for g, label in zip(rows["group"], labels)]
+    fig = go.Figure()
+    for verdict, color in VERDICT_COLORS.items():
+        picked = (rows[f"{metric}_verdict"] == verdict).to_numpy()
+        if not picked.any():
+            continue
+        sub = rows[picked]
+        ratio, low, high = sub[f"{metric}_ratio"], sub[f"{metric}_low"], sub[f"{metric}_high"]
+        finite_high = high.where(high < 1e300, ratio * 1e3)  # one seed: an open interval, drawn long
+        fig.add_trace(go.Scatter(
+            x=ratio, y=[label for label, p in zip(labels, picked) if p], mode="markers", name=verdict,
+            marker=dict(color=color, size=9),
+            error_x=dict(type="data", symmetric=False, array=finite_high - ratio, arrayminus=ratio - low),
+            customdata=sub[["seeds"]], hovertemplate="ratio %{x:.3g}<br>seeds %{customdata[0]}<extra></extra>"))
+    fig.add_vline(x=1.0, line_dash="dash", line_color="#444")
+    fig.update_xaxes(type="log", title_text=f"{metric}: variant / baseline (geometric mean, 95 % interval)")
+    fig.update_yaxes(categoryorder="array", categoryarray=labels)
+    fig.update_layout(title=title or f"paired-seed ratios of {metric}", height=max(300, 26 * len(labels) + 120))
+    return fig
