@@ -14,6 +14,7 @@ TORCH_COMPILE_WARNINGS = [  # raised inside torch itself while it compiles
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings(*TORCH_COMPILE_WARNINGS)
 def test_tiny_table_has_sane_rows():
     rows = bench.derivative_rows(dims=(1, 3), points=(48,), repeats=2, warmup=1, hidden=(4,), degree=3,

@@ -76,6 +76,7 @@ def test_bare_venv_lacks_the_study_stack(bare_python):
         assert done.returncode != 0, f"{module} is importable in the bare venv"
 
 
+@pytest.mark.slow
 def test_bare_install_runs_the_cli(bare_python, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([str(bare_python), "-m", "cpikan.cli", "run", "--problem", "poisson1d", "--profile", "smoke",

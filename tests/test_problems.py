@@ -52,6 +52,7 @@ def test_allen_cahn_reference_satisfies_its_conditions():
     assert t[0] == 0 and t[-1] == 1
 
 
+@pytest.mark.slow
 def test_allen_cahn_reference_converges_under_refinement():
     fine = solve_allen_cahn(n_x=1024, dt=2e-4)[2]
     space = [np.abs(solve_allen_cahn(n_x=n, dt=2e-4)[2] - fine[:, :: 1024 // n]).max() for n in (128, 256, 512)]

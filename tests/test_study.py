@@ -201,6 +201,7 @@ def _notebook(*sources, parameters='profile = "smoke"\nresults_dir = "."'):
                                                               "language": "python"}})
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_is_recorded_and_the_batch_goes_on(tmp_path):
     folder = tmp_path / "notebooks" / "ablations"
     folder.mkdir(parents=True)
@@ -225,6 +226,7 @@ def test_run_study_rejects_unknown_ablations_and_executors(tmp_path):
         study.run_study("smoke", root=tmp_path, notebooks=tmp_path)
 
 
+@pytest.mark.slow
 def test_papermill_with_an_unknown_parameter_fails_the_notebook(tmp_path):
     job = batch.NotebookJob("grad_clip", NOTEBOOKS / "ablations" / "grad_clip.ipynb", tmp_path / "out.ipynb",
                             {"seed": 3, "results_dir": str(tmp_path)})
@@ -241,6 +243,7 @@ def _store(root):
     return out
 
 
+@pytest.mark.slow
 def test_the_dask_executor_writes_the_same_run_files_as_local(tmp_path):
     from distributed import LocalCluster
 
