@@ -52,7 +52,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
         raise ConfigError(f"`cpikan study` needs the study extra ({err.name} is missing): "
                           "pip install 'cpikan[study]'") from None
 
-    if args.action == "run":
+    if args.action == "render":
+        print("\n".join(study.render_notebooks(only=args.only.split(",") if args.only else None)))
+    elif args.action == "run":
         study.run_study(profile=args.profile, only=args.only.split(",") if args.only else None,
                         seeds=args.seeds, jobs=args.jobs, executor=args.executor, address=args.address,
                         root=args.root)
@@ -87,8 +89,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("problems", help="list registered problems").set_defaults(func=_cmd_problems)
     sub.add_parser("keys", help="list config keys, defaults and choices").set_defaults(func=_cmd_keys)
 
-    s = sub.add_parser("study", help="run the ablation notebooks, or build the report")
-    s.add_argument("action", choices=("run", "report"))
+    s = sub.add_parser("study", help="run the ablation notebooks, build the report, or render the notebooks")
+    s.add_argument("action", choices=("run", "report", "render"))
     s.add_argument("--profile", default="quick", choices=PROFILES)
     s.add_argument("--only", help="comma-separated ablation names")
     s.add_argument("--seeds", type=int, help="seeds per run (default: the profile's)")
