@@ -32,6 +32,12 @@ def test_every_variant_differs_from_the_baseline_in_exactly_the_keys_it_names(na
             assert set(changed) <= set(ablation.keys), (name, variant.name)
 
 
+def test_an_ablation_needs_the_text_of_its_notebook():
+    problems_, seeds = {p: ("poisson1d",) for p in PROFILES}, dict.fromkeys(PROFILES, 1)
+    with pytest.raises(ConfigError, match="ablation 'x' needs intro, figure for its notebook"):
+        study.Ablation("x", ("train.amp",), (study.Variant("baseline"),), problems_, seeds, title="t", story="s")
+
+
 def test_every_problem_is_in_the_quick_study_and_every_ablation_has_a_notebook():
     quick = {p for a in study.ABLATIONS.values() for p in a.problems["quick"]}
     assert quick == set(problems.names())
