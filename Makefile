@@ -1,4 +1,5 @@
-# Two commands do all set-up: `make study` and `make test`. Both create .venv on first use.
+# Two commands do all set-up: `make study` and `make test` (`make test-fast` while editing).
+# All create .venv on first use.
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -6,7 +7,7 @@ PROFILE ?= quick
 # The CPU build of torch; override on a GPU machine: make study TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: study test setup clean
+.PHONY: study test test-fast setup clean
 
 setup: $(STAMP)
 
@@ -23,7 +24,11 @@ study: $(STAMP)
 	$(VENV)/bin/cpikan study report --profile $(PROFILE)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest --nbval-lax tests notebooks
+	$(VENV)/bin/python -m pytest --durations=15 --nbval-lax tests notebooks
+
+# While editing: no notebooks, no test marked slow (under a minute on two cores).
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest --durations=15 -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) reports/smoke

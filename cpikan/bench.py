@@ -1,10 +1,14 @@
-"""`cpikan bench derivatives`: ms per training step of the derivative engines, eager and compiled.
+"""`cpikan bench derivatives` and `cpikan bench gpu` (the device check, ``tools/gpu-check.sh``).
 
-One training step = PDE residual at N points + mean square + backward + Adam step, for the
-[d, 32, 32, 32, 1] degree-5 Scaled-cPIKAN on a Poisson problem -lap u = f in d = 1, 2, 3
-(off-centre box). Engines: nested autograd (eager), taylor (eager), taylor under `torch.compile`
-(``mode="reduce-overhead"`` on CUDA: CUDA graphs). Each cell reports the median of `repeats`
-timed steps after `warmup` steps; the first compiled step (the compile itself) is reported apart.
+derivatives: ms per training step of the derivative engines, eager and compiled. One training
+step = PDE residual at N points + mean square + backward + Adam step, for the [d, 32, 32, 32, 1]
+degree-5 Scaled-cPIKAN on a Poisson problem -lap u = f in d = 1, 2, 3 (off-centre box). Engines:
+nested autograd (eager), taylor (eager), taylor under `torch.compile` (``mode="reduce-overhead"``
+on CUDA: CUDA graphs). Each cell reports the median of `repeats` timed steps after `warmup`
+steps; the first compiled step (the compile itself) is reported apart.
+
+gpu: one table of what only a GPU can tell (`gpu_check`): AMP time per epoch and peak memory,
+the derivatives bench, the paper's diffusion setup. It needs only torch, numpy and scipy.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import copy
 import math
 import statistics
 import time
+import traceback
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
-from cpikan.config import ConfigError
+from cpikan.config import ConfigError, RunConfig
 from cpikan.losses import PhysicsLoss, ProblemParameters
 from cpikan.models import build_network
 from cpikan.problems.base import Box, Dirichlet, Problem
-from cpikan.runs import pick_device
+from cpikan.runs import pick_device, run
 
 LO, HI = (-1.0, 0.5, 2.0), (2.0, 1.5, 2.5)
 VARIANTS = (("autograd", False), ("taylor", False), ("taylor", True))
@@ -146,22 +152,33 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join([HEADER, "-" * len(HEADER), *map(format_row, rows)])
 
 
-def main(what: str, device: str = "auto", points: str = "2000,10000,50000", repeats: int = 10,
-         dims: str = "1,2,3") -> list[dict]:
-    """Entry point of `cpikan bench`: runs the benchmark `what`, printing each row as it is done."""
+def main(what: str, device: str | None = None, points: str | None = None, repeats: int | None = None,
+         dims: str | None = None, smoke: bool = False) -> int:
+    """Entry point of `cpikan bench`: runs the benchmark `what`, printing its table row by row, and
+    returns the exit status. Arguments left at None take the benchmark's defaults; `smoke` and the
+    sizes (`points`, `repeats`, `dims`) belong to one benchmark each."""
+    if what == "gpu":
+        given = [f"--{k}" for k, v in (("points", points), ("repeats", repeats), ("dims", dims)) if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} set the sizes of `cpikan bench derivatives`; `cpikan bench gpu` "
+                              "has its own (--smoke: tiny ones)")
+        return gpu_check(device or "cuda", smoke)
     if what != "derivatives":
-        raise ConfigError(f"bench {what!r} is not valid; choose 'derivatives'")
-    dims_, points_ = _ints(dims, "dims"), _ints(points, "points")
-    dev = pick_device(device)
+        raise ConfigError(f"bench {what!r} is not valid; choose 'derivatives' or 'gpu'")
+    if smoke:
+        raise ConfigError("--smoke belongs to `cpikan bench gpu`; size `cpikan bench derivatives` with --points, "
+                          "--dims and --repeats")
+    repeats = 10 if repeats is None else repeats
+    dims_, points_ = _ints(dims or "1,2,3", "dims"), _ints(points or "2000,10000,50000", "points")
+    dev = pick_device(device or "auto")
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(f"cpikan bench derivatives: torch {torch.__version__}, device {name}, threads {torch.get_num_threads()}, "
           f"[d, 32, 32, 32, 1] degree 5, float32, median of {repeats} steps\n{HEADER}\n{'-' * len(HEADER)}", flush=True)
-    rows = []
     for dim in dims_:
         for n in points_:
-            rows += derivative_rows(dims=(dim,), points=(n,), repeats=repeats, device=str(dev))
-            print(format_row(rows[-1]), flush=True)
-    return rows
+            print(format_row(derivative_rows(dims=(dim,), points=(n,), repeats=repeats, device=str(dev))[0]),
+                  flush=True)
+    return 0
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -169,3 +186,126 @@ def _ints(text: str, what: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"--{what}={text!r} must be comma-separated integers, e.g. 2000,10000") from None
+
+
+# ---------------------------------------------------------------- the GPU check
+
+@dataclass(frozen=True)
+class CheckSizes:
+    """Sizes of `gpu_check`: AMP rows (Adam epochs on the `amp_profile` sizes of each problem), the
+    derivatives bench (dims x points, network, compile backend), and the Adam epochs timed of the
+    paper's diffusion setup (the full profile)."""
+
+    amp_profile: str
+    amp_epochs: int
+    dims: tuple[int, ...]
+    points: tuple[int, ...]
+    repeats: int
+    hidden: tuple[int, ...]
+    degree: int
+    backend: str
+    diffusion_epochs: int
+
+
+# Sized to stay under 8 minutes on one H100/H200 (compiling takes most of it); smoke: seconds on a CPU.
+GPU_SIZES = CheckSizes(amp_profile="quick", amp_epochs=300, dims=(3,), points=(10_000, 50_000, 200_000), repeats=20,
+                       hidden=(32, 32, 32), degree=5, backend="inductor", diffusion_epochs=500)
+SMOKE_SIZES = CheckSizes(amp_profile="smoke", amp_epochs=3, dims=(1,), points=(48,), repeats=2, hidden=(4,), degree=3,
+                         backend="aot_eager", diffusion_epochs=3)
+AMP_PROBLEMS = ("helmholtz2d", "poisson3d")
+AMP_MODES = ("none", "bf16", "fp16")
+CHECK_HEADER = f"{'check':<11} {'problem':<15} {'setting':<18} {'points':>8} {'ms/epoch':>9} {'peak MB':>8}  note"
+
+
+def gpu_check(device: str = "cuda", smoke: bool = False) -> int:
+    """Print one table: AMP none/bf16/fp16 time per epoch and peak memory on helmholtz2d and
+    poisson3d, the derivatives bench (autograd, taylor, compiled), and the time per epoch of the
+    paper's diffusion setup (``--profile full``). A row that fails says so, with its traceback on
+    stderr, and the others still run. Returns 0, or 1 when a row failed.
+
+    Raises ConfigError when `device` is CUDA and there is none: the check never falls back to the
+    CPU, which runs it only when asked for by name (``device="cpu"``).
+    """
+    dev = _check_device(device)
+    sizes = SMOKE_SIZES if smoke else GPU_SIZES
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    print(f"cpikan GPU check: device {name}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+          f"{'smoke' if smoke else 'check'} sizes; peak MB: CUDA max allocated (CPU: peak RSS)\n"
+          f"{CHECK_HEADER}\n{'-' * len(CHECK_HEADER)}", flush=True)
+    started = time.perf_counter()
+    run(RunConfig(problem="poisson1d", profile="smoke", device=str(dev)), progress=False)  # warm-up, not shown
+    rows = [*(({"check": "amp", "problem": p, "setting": m}, lambda p=p, m=m: _amp_row(p, m, dev, sizes))
+              for p in AMP_PROBLEMS for m in AMP_MODES),
+            *(({"check": "derivatives", "problem": f"poisson{d}d bench", "points": n},
+               lambda d=d, n=n: _derivative_rows(d, n, dev, sizes)) for d in sizes.dims for n in sizes.points),
+            ({"check": "diffusion", "problem": "diffusion1d", "setting": "full profile"},
+             lambda: _diffusion_row(dev, sizes))]
+    failed = []
+    for stub, measure in rows:
+        try:
+            lines = measure()
+        except Exception as err:  # noqa: BLE001 -- one broken row must not hide the others
+            traceback.print_exc()
+            failed.append(" ".join(str(v) for v in stub.values()))
+            lines = [stub | {"note": f"FAILED {type(err).__name__}: {err}".splitlines()[0]}]
+        for line in lines:
+            print(_check_line(line), flush=True)
+    print(f"{len(rows) - len(failed)} of {len(rows)} checks ran in {time.perf_counter() - started:.0f} s"
+          + (f"; FAILED: {', '.join(failed)}" if failed else ""), flush=True)
+    return 1 if failed else 0
+
+
+def _check_device(device: str) -> torch.device:
+    if device == "cpu":
+        return torch.device("cpu")
+    if not device.startswith("cuda"):
+        raise ConfigError(f"device={device!r} is not valid for the GPU check; choose 'cuda', 'cuda:N' or 'cpu'")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"the GPU check needs CUDA, and torch {torch.__version__} (CUDA build: "
+                          f"{torch.version.cuda}) sees no CUDA device; it does not fall back to the CPU "
+                          "(--device cpu runs it there on purpose)")
+    return pick_device(device)
+
+
+def _amp_row(problem: str, amp: str, dev: torch.device, sizes: CheckSizes) -> list[dict]:
+    row = {"check": "amp", "problem": problem, "setting": amp}
+    if amp == "fp16" and dev.type != "cuda":
+        return [row | {"note": "skipped: fp16 needs CUDA"}]
+    cfg = RunConfig(problem=problem, profile=sizes.amp_profile, device=str(dev)).override(
+        {"train.amp": amp, "train.epochs": sizes.amp_epochs, "train.lbfgs_epochs": 0})
+    return [row | _timed(cfg, f"{sizes.amp_epochs} Adam epochs")]
+
+
+def _diffusion_row(dev: torch.device, sizes: CheckSizes) -> list[dict]:
+    cfg = RunConfig(problem="diffusion1d", profile="full", device=str(dev)).override(
+        {"train.epochs": sizes.diffusion_epochs})
+    return [{"check": "diffusion", "problem": "diffusion1d", "setting": "full profile"}
+            | _timed(cfg, f"first {sizes.diffusion_epochs} Adam epochs of the full run")]
+
+
+def _timed(cfg: RunConfig, what: str) -> dict:
+    result = run(cfg, progress=False)
+    m = result.metrics
+    skipped = f", {m['amp_skipped']} steps skipped" if m.get("amp_skipped") else ""
+    return {"points": result.config["sampling"]["n_pde"], "ms": m["time_per_epoch_ms"], "mb": m["peak_mem_mb"],
+            "note": f"{what}, rel_l2 {m['rel_l2']:.2g}{skipped}"}
+
+
+def _derivative_rows(dim: int, n: int, dev: torch.device, sizes: CheckSizes) -> list[dict]:
+    [r] = derivative_rows(dims=(dim,), points=(n,), repeats=sizes.repeats, device=str(dev), hidden=sizes.hidden,
+                          degree=sizes.degree, backend=sizes.backend)
+    row = {"check": "derivatives", "problem": f"poisson{dim}d bench", "points": n}
+    return [row | {"setting": "autograd", "ms": r["autograd_ms"], "note": f"median of {sizes.repeats} steps"},
+            row | {"setting": "taylor", "ms": r["taylor_ms"],
+                   "note": f"x{r['speedup_taylor']:.2f}, max rel diff {r['max_rel_diff']:.0e}"},
+            row | {"setting": f"compiled {sizes.backend}", "ms": r["compiled_ms"],
+                   "note": f"x{r['speedup_compiled']:.2f}, compiled in {r['compile_s']:.1f} s"}]
+
+
+def _check_line(row: dict) -> str:
+    """One line of the table under `CHECK_HEADER`; a missing number is shown as '-'."""
+    def number(key: str, spec: str, width: int) -> str:
+        return f"{row[key]:>{width}{spec}}" if row.get(key) is not None else f"{'-':>{width}}"
+
+    return (f"{row['check']:<11} {row.get('problem', '-'):<15} {row.get('setting', '-'):<18} "
+            f"{number('points', ',', 8)} {number('ms', '.2f', 9)} {number('mb', '.0f', 8)}  {row.get('note', '')}")

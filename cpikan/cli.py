@@ -52,7 +52,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
         raise ConfigError(f"`cpikan study` needs the study extra ({err.name} is missing): "
                           "pip install 'cpikan[study]'") from None
 
-    if args.action == "run":
+    if args.action == "render":
+        print("\n".join(study.render_notebooks(only=args.only.split(",") if args.only else None)))
+    elif args.action == "run":
         study.run_study(profile=args.profile, only=args.only.split(",") if args.only else None,
                         seeds=args.seeds, jobs=args.jobs, executor=args.executor, address=args.address,
                         root=args.root)
@@ -65,8 +67,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from cpikan import bench
 
-    bench.main(args.what, device=args.device, points=args.points, repeats=args.repeats, dims=args.dims)
-    return 0
+    return bench.main(args.what, device=args.device, points=args.points, repeats=args.repeats, dims=args.dims,
+                      smoke=args.smoke)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -87,8 +89,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("problems", help="list registered problems").set_defaults(func=_cmd_problems)
     sub.add_parser("keys", help="list config keys, defaults and choices").set_defaults(func=_cmd_keys)
 
-    s = sub.add_parser("study", help="run the ablation notebooks, or build the report")
-    s.add_argument("action", choices=("run", "report"))
+    s = sub.add_parser("study", help="run the ablation notebooks, build the report, or render the notebooks")
+    s.add_argument("action", choices=("run", "report", "render"))
     s.add_argument("--profile", default="quick", choices=PROFILES)
     s.add_argument("--only", help="comma-separated ablation names")
     s.add_argument("--seeds", type=int, help="seeds per run (default: the profile's)")
@@ -98,12 +100,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--root", default="reports", help="results root (reports/<profile>/ below it)")
     s.set_defaults(func=_cmd_study)
 
-    b = sub.add_parser("bench", help="benchmarks that print figures")
-    b.add_argument("what", choices=("derivatives",))
-    b.add_argument("--device", default="auto")
-    b.add_argument("--points", default="2000,10000,50000", help="comma-separated point counts")
-    b.add_argument("--dims", default="1,2,3", help="comma-separated input dimensions")
-    b.add_argument("--repeats", type=int, default=10, help="timed steps per cell (median reported)")
+    b = sub.add_parser("bench", help="benchmarks that print figures; `gpu` is the device check (tools/gpu-check.sh)")
+    b.add_argument("what", choices=("derivatives", "gpu"))
+    b.add_argument("--device", help="derivatives: default auto; gpu: default cuda, never the CPU unless named")
+    b.add_argument("--points", help="derivatives: comma-separated point counts (default 2000,10000,50000)")
+    b.add_argument("--dims", help="derivatives: comma-separated input dimensions (default 1,2,3)")
+    b.add_argument("--repeats", type=int, help="derivatives: timed steps per cell, median reported (default 10)")
+    b.add_argument("--smoke", action="store_true", help="gpu: tiny sizes, seconds (a test of the check itself)")
     b.set_defaults(func=_cmd_bench)
     return p
 

@@ -83,6 +83,7 @@ def lab(tmp_path):
         log.close()
 
 
+@pytest.mark.slow
 def test_explorer_trains_in_jupyterlab(lab, tmp_path):
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     shot = tmp_path / "explorer.png"

@@ -1,5 +1,6 @@
 """The autograd accessor gives the analytic derivatives of a known function."""
 
+import pytest
 import torch
 
 from cpikan.derivatives import AutogradDerivatives
@@ -26,4 +27,8 @@ def test_autograd_accessor_matches_analytic_derivatives():
         torch.testing.assert_close(got[name], expected[name], rtol=1e-12, atol=1e-12, msg=name)
     torch.testing.assert_close(d.lap, expected["u_xx0"] + expected["u_xx1"], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(d.u, field(x))
-    assert d.u_x[-1] is not None
+    torch.testing.assert_close(d.u_x[-1], d.u_x[1], rtol=0, atol=0)  # negative axes count from the last
+    torch.testing.assert_close(d.u_xx[-2], d.u_xx[0], rtol=0, atol=0)
+    for out_of_range in (2, -3):
+        with pytest.raises(IndexError, match=f"axis {out_of_range} out of range for 2 input coordinates"):
+            d.u_x[out_of_range]

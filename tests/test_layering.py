@@ -1,10 +1,10 @@
-"""The core imports no wing, and a bare install (torch, numpy, scipy only) trains and runs the CLI."""
+"""The core imports no wing, and a bare install (torch, numpy, scipy only; `bare_python` in conftest) trains
+and runs the CLI."""
 
 import ast
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -15,9 +15,6 @@ WINGS = ("cpikan.study", "cpikan.explorer")
 STUDY_STACK = ("pandas", "plotly", "ipywidgets", "anywidget", "papermill", "nbformat", "dask", "tabulate",
                "IPython", "jupyterlab")
 OPTIONAL = ("tqdm",)  # progress bars when present (cpikan.progress); the bare venv lacks it too
-# What a bare `pip install .` brings: the three dependencies and what they need in turn.
-BARE = ("torch", "torchgen", "functorch", "numpy", "numpy.libs", "scipy", "scipy.libs", "sympy", "mpmath",
-        "networkx", "jinja2", "markupsafe", "fsspec", "filelock", "typing_extensions.py")
 # The CLI is the one core module that dispatches to a wing (`cpikan study`), and only lazily.
 DISPATCHER = PACKAGE / "cli.py"
 
@@ -52,30 +49,13 @@ def test_importing_the_core_loads_no_wing_and_no_study_stack():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.fixture(scope="module")
-def bare_python(tmp_path_factory) -> Path:
-    """A venv whose site holds only the bare install's packages (linked from this one) and cpikan."""
-    root = tmp_path_factory.mktemp("bare")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
-    site = root / "site"
-    site.mkdir()
-    ours = Path(sysconfig.get_paths()["purelib"])
-    for name in BARE:
-        if (ours / name).exists():
-            (site / name).symlink_to(ours / name)
-    python = root / "venv" / "bin" / "python"
-    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    Path(venv_site, "bare.pth").write_text(f"{site}\n{ROOT}\n")
-    return python
-
-
 def test_bare_venv_lacks_the_study_stack(bare_python):
     for module in STUDY_STACK + OPTIONAL:
         done = subprocess.run([str(bare_python), "-c", f"import {module}"], capture_output=True, text=True)
         assert done.returncode != 0, f"{module} is importable in the bare venv"
 
 
+@pytest.mark.slow
 def test_bare_install_runs_the_cli(bare_python, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([str(bare_python), "-m", "cpikan.cli", "run", "--problem", "poisson1d", "--profile", "smoke",

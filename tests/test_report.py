@@ -107,6 +107,7 @@ def test_the_report_of_an_empty_store_says_so(tmp_path):
     export.show(rep)
 
 
+@pytest.mark.slow
 def test_the_report_notebook_runs_through_papermill(store):
     path = study.build_report("smoke", root=store)
     assert path == store / "smoke" / "report.html" and path.is_file()

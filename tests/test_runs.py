@@ -70,6 +70,7 @@ def test_derivatives_come_out_in_physical_units_on_an_asymmetric_box():
         torch.testing.assert_close(d.u_xx[axis], (plus - 2 * mid + minus) / h**2, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_users_own_pde_trains_on_an_asymmetric_box():
     problem = cpikan.Problem(
         box=cpikan.Box(lo=[2.0, -3.0], hi=[5.0, 1.0]),

@@ -32,6 +32,12 @@ def test_every_variant_differs_from_the_baseline_in_exactly_the_keys_it_names(na
             assert set(changed) <= set(ablation.keys), (name, variant.name)
 
 
+def test_an_ablation_needs_the_text_of_its_notebook():
+    problems_, seeds = {p: ("poisson1d",) for p in PROFILES}, dict.fromkeys(PROFILES, 1)
+    with pytest.raises(ConfigError, match="ablation 'x' needs intro, figure for its notebook"):
+        study.Ablation("x", ("train.amp",), (study.Variant("baseline"),), problems_, seeds, title="t", story="s")
+
+
 def test_every_problem_is_in_the_quick_study_and_every_ablation_has_a_notebook():
     quick = {p for a in study.ABLATIONS.values() for p in a.problems["quick"]}
     assert quick == set(problems.names())
@@ -201,6 +207,7 @@ def _notebook(*sources, parameters='profile = "smoke"\nresults_dir = "."'):
                                                               "language": "python"}})
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_is_recorded_and_the_batch_goes_on(tmp_path):
     folder = tmp_path / "notebooks" / "ablations"
     folder.mkdir(parents=True)
@@ -225,6 +232,7 @@ def test_run_study_rejects_unknown_ablations_and_executors(tmp_path):
         study.run_study("smoke", root=tmp_path, notebooks=tmp_path)
 
 
+@pytest.mark.slow
 def test_papermill_with_an_unknown_parameter_fails_the_notebook(tmp_path):
     job = batch.NotebookJob("grad_clip", NOTEBOOKS / "ablations" / "grad_clip.ipynb", tmp_path / "out.ipynb",
                             {"seed": 3, "results_dir": str(tmp_path)})
@@ -241,6 +249,7 @@ def _store(root):
     return out
 
 
+@pytest.mark.slow
 def test_the_dask_executor_writes_the_same_run_files_as_local(tmp_path):
     from distributed import LocalCluster
 

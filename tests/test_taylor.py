@@ -164,6 +164,7 @@ def test_training_with_taylor_reproduces_the_autograd_loss_curve(problem):
     np.testing.assert_allclose(got, want, rtol=2e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings(*TORCH_COMPILE_WARNINGS)
 def test_compiled_training_step_reproduces_the_eager_loss_curve():
     tiny = ("derivatives=taylor", "model.hidden=(4,)", "train.epochs=4")

@@ -135,17 +135,14 @@ def test_fp16_on_cpu_is_a_message(tmp_path):
     assert explorer.result is None and explorer.save_button.disabled and not explorer.train_button.disabled
 
 
-@pytest.mark.parametrize("error, shown", [(NotImplementedError("derivatives='taylor' is not implemented yet"),
-                                           "not available yet"),
-                                          (RuntimeError("boom"), "run failed: RuntimeError: boom")])
-def test_errors_inside_the_run_are_messages(tmp_path, monkeypatch, error, shown):
+def test_errors_inside_the_run_are_messages(tmp_path, monkeypatch):
     def failing_run(*args, **kwargs):
-        raise error
+        raise RuntimeError("boom")
 
     monkeypatch.setattr(widgets, "run", failing_run)
     explorer = _explorer(tmp_path)
     _train(explorer)
-    assert shown in explorer.message.value
+    assert "run failed: RuntimeError: boom" in explorer.message.value
 
 
 # ---------------------------------------------------------------- training

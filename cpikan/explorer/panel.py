@@ -200,8 +200,6 @@ class Explorer:
             self._show_result()
         except ConfigError as err:
             self._say(f"invalid configuration: {err}", error=True)
-        except NotImplementedError as err:
-            self._say(f"not available yet: {err or 'this toggle is not implemented'}", error=True)
         except Exception as err:  # noqa: BLE001 -- a thread's traceback would land in the log, not the panel
             self._say(f"run failed: {type(err).__name__}: {err}", error=True)
         else:

@@ -4,6 +4,7 @@ store, notebook parameters, report tables, figures and HTML export. The core nev
 What the notebooks and the CLI call is re-exported here.
 """
 
+from cpikan.study.notebooks import render_notebooks
 from cpikan.study.parameters import ReportParameters, StudyParameters, parameters, report_parameters
 from cpikan.study.registry import (ABLATIONS, BASELINE, CHOSEN, TOGGLES, Ablation, Variant, get, names, plan,
                                    variant_config)
@@ -12,4 +13,4 @@ from cpikan.study.store import StudyRun, load_runs
 
 __all__ = ["ABLATIONS", "BASELINE", "CHOSEN", "TOGGLES", "Ablation", "ReportParameters", "StudyParameters",
            "StudyRun", "Variant", "build_report", "get", "load_runs", "names", "parameters", "plan",
-           "report_parameters", "run_study", "run_variants", "variant_config"]
+           "render_notebooks", "report_parameters", "run_study", "run_variants", "variant_config"]

@@ -8,7 +8,8 @@ as a frozen dataclass that checks their values (`StudyParameters`, `ReportParame
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from cpikan import problems as registry
@@ -49,24 +50,28 @@ def _is_literal(value: Any) -> bool:
     return False
 
 
+def _param(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class StudyParameters:
     """The parameters cell of every ablation notebook (`ablation` is fixed by the notebook).
 
-    profile: size profile; seeds: seeds per run (None: the ablation's for the profile);
-    problems: problems to run (None: the ablation's for the profile); device: 'auto', 'cpu',
-    'cuda' or 'cuda:N'; results_dir: results root; threads: torch CPU threads per run (1: the
-    same numbers on any machine; None: torch's setting); resume: reuse ok run files of the same config instead of running again.
+    Each field with a default is one line of the cell, ``name: type = default  # help`` (see
+    `parameters_cell`); the defaults are the smoke profile's.
     """
 
     ablation: str
-    profile: str = "smoke"
-    seeds: int | None = None
-    problems: list[str] | None = None
-    device: str = "auto"
-    results_dir: str = "../../reports"
-    threads: int | None = 1
-    resume: bool = False
+    profile: str = _param("smoke", "size profile: smoke (seconds, CI), quick (CPU minutes), full (GPU)")
+    seeds: int | None = _param(None, "seeds per run; None: the ablation's for the profile")
+    problems: list[str] | None = _param(None, "problem names; None: the ablation's for the profile")
+    device: str = _param("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+    results_dir: str = _param("../../reports", "results root: runs go to <results_dir>/<profile>/runs/{ablation}/")
+    threads: int | None = _param(1, "torch CPU threads per run (1: the same numbers on any machine); "
+                                    "None: torch's setting")
+    resume: bool = _param(False, "reuse ok run files of the same config instead of training again "
+                                 "(the batch runner sets True)")
 
     def __post_init__(self) -> None:
         get(self.ablation)
@@ -99,6 +104,25 @@ class StudyParameters:
     @property
     def seed_count(self) -> int:
         return self.seeds or get(self.ablation).seeds[self.profile]
+
+
+def parameters_cell(spec: type, **context: str) -> str:
+    """Source of the parameters cell declaring `spec`'s fields that have a default.
+
+    One line per field, ``name: type = default  # help``, in the form papermill reads (its
+    parser knows ``Optional[int]``, not ``int | None``); `context` fills ``{name}`` in the help.
+    """
+    lines = []
+    for f in dataclasses.fields(spec):
+        if f.default is dataclasses.MISSING:
+            continue
+        annotation = str(f.type)  # a string: this module's annotations are postponed
+        if annotation.endswith(" | None"):
+            annotation = f"Optional[{annotation.removesuffix(' | None')}]"
+        default = json.dumps(f.default) if isinstance(f.default, str) else repr(f.default)
+        lines.append(f"{f.name}: {annotation} = {default}  # {f.metadata['help'].format(**context)}")
+    imports = "from typing import Optional\n\n" if any(": Optional[" in line for line in lines) else ""
+    return imports + "\n".join(lines)
 
 
 def parameters(ablation: str, namespace: Mapping[str, Any]) -> StudyParameters:

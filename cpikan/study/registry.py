@@ -44,7 +44,11 @@ class Ablation:
         seeds: profile -> seeds per (variant, problem).
         goal: what a winner minimizes in the recommended-settings table: ``rel_l2``, or a cost
             (``time_per_epoch_ms``, ``wall_time_s``, ``peak_mem_mb``) among accurate-enough variants.
-        story: one line: what the ablation shows.
+        title: the notebook's heading, ``Ablation: <title> (<keys>)``.
+        intro: the notebook's opening paragraph (markdown): what the toggle does, what the figure shows.
+        figure: the notebook's figure cell, a call into `cpikan.study.figures` on ``runs``.
+        story: one line, what the ablation shows: the heading above the figure.
+    The notebook is rendered from these fields (`cpikan.study.notebooks`; ``cpikan study render``).
     """
 
     name: str
@@ -53,11 +57,17 @@ class Ablation:
     problems: Mapping[str, tuple[str, ...]]
     seeds: Mapping[str, int]
     goal: str = "rel_l2"
+    title: str = ""
+    intro: str = ""
+    figure: str = ""
     story: str = ""
 
     def __post_init__(self) -> None:
         if not self.variants or self.variants[0].name != BASELINE or self.variants[0].overrides:
             raise ConfigError(f"ablation {self.name!r}: the first variant must be {BASELINE!r} with no overrides")
+        missing = [k for k in ("title", "intro", "figure", "story") if not getattr(self, k)]
+        if missing:
+            raise ConfigError(f"ablation {self.name!r} needs {', '.join(missing)} for its notebook")
         if self.goal not in GOALS:
             raise ConfigError(f"ablation {self.name!r}: goal={self.goal!r} is not valid; "
                               f"choose one of {', '.join(GOALS)}")
@@ -80,67 +90,128 @@ class Ablation:
 
 def _ablation(name: str, keys: tuple[str, ...], variants: Mapping[str, Mapping[str, Any]],
               smoke: Sequence[str], quick: Sequence[str], full: Sequence[str],
-              seeds: tuple[int, int, int] = (1, 1, 3), goal: str = "rel_l2", story: str = "",
-              cuda_only: Sequence[str] = (), not_in_smoke: Sequence[str] = ()) -> Ablation:
+              *, title: str, intro: str, figure: str, story: str, seeds: tuple[int, int, int] = (1, 1, 3),
+              goal: str = "rel_l2", cuda_only: Sequence[str] = (), not_in_smoke: Sequence[str] = ()) -> Ablation:
     """An Ablation from compact registry data: a baseline plus `variants` (name -> overrides),
-    problems for the smoke, quick and full profiles, seeds in the same order."""
+    problems for the smoke, quick and full profiles, seeds in the same order, and the notebook's text."""
     arms = (Variant(BASELINE),) + tuple(
         Variant(n, dict(o), n in cuda_only, PROFILES[1:] if n in not_in_smoke else PROFILES)
         for n, o in variants.items())
     return Ablation(name, keys, arms, dict(zip(PROFILES, (tuple(smoke), tuple(quick), tuple(full)))),
-                    dict(zip(PROFILES, seeds)), goal, story)
+                    dict(zip(PROFILES, seeds)), goal, title, intro, figure, story)
 
 
 _SINGLE = [
     _ablation("grad_clip", ("train.grad_clip",),
               {"max_norm_10": {"train.grad_clip": 10.0}, "max_norm_1": {"train.grad_clip": 1.0}},
               ["poisson1d"], ["poisson1d", "helmholtz2d"], ["poisson1d", "helmholtz2d", "allen_cahn1d"],
+              title="gradient clipping",
+              intro="`train.grad_clip` scales the whole gradient down to a maximum L2 norm before the optimizer step "
+                    "(after unscaling under fp16). The run history logs the *pre-clip* norm every epoch, so the "
+                    "figure shows how often, and by how much, clipping acted: wherever a curve lies above a "
+                    "variant's max norm.",
+              figure='figures.curves(runs, "grad_norm", title="pre-clip gradient norm (clipping acts above the max '
+                     'norm)")',
               story="how often clipping acts (pre-clip gradient norm) and what it does to accuracy"),
     _ablation("amp", ("train.amp",),
               {"bf16": {"train.amp": "bf16"}, "fp16": {"train.amp": "fp16"}},
               ["helmholtz2d"], ["helmholtz2d"], ["helmholtz2d", "poisson3d"],
               goal="time_per_epoch_ms", cuda_only=("fp16",),
+              title="mixed precision",
+              intro="`train.amp` autocasts the Adam phase's forward pass (network, derivatives, condition terms) to "
+                    "bf16 or fp16; the optimizer step, L-BFGS and the evaluation stay in full precision. `fp16` "
+                    "needs CUDA and is skipped on a CPU. The figure compares time per epoch and peak memory (CUDA: "
+                    "max allocated; CPU: peak RSS) with the accuracy reached.",
+              figure='figures.bars(runs, ["time_per_epoch_ms", "peak_mem_mb", "rel_l2"])',
               story="time per epoch and peak memory in mixed precision, at what cost in accuracy"),
     _ablation("early_stopping", ("train.early_stopping",),
               {"patience_200": {"train.early_stopping": {"patience": 200}},
                "patience_1000": {"train.early_stopping": {"patience": 1000}}},
               ["poisson1d"], ["poisson1d", "reaction_diffusion1d"],
               ["poisson1d", "helmholtz2d", "reaction_diffusion1d"],
-              goal="wall_time_s", story="epochs and wall time saved, and the accuracy given up"),
+              goal="wall_time_s",
+              title="early stopping",
+              intro="`train.early_stopping` stops when the monitored value (by default the PDE residual on held-out "
+                    "points) has not improved for `patience` epochs, and restores the best weights. The figure "
+                    "shows the epochs and wall time each variant used, and the accuracy it kept.",
+              figure='figures.bars(runs, ["epochs_run", "wall_time_s", "rel_l2"])',
+              story="epochs and wall time saved, and the accuracy given up"),
     _ablation("loss_balancing", ("loss.balancing",),
               {"gradnorm": {"loss.balancing": "gradnorm"}, "lra": {"loss.balancing": "lra"}},
               ["reaction_diffusion1d_inverse"], ["reaction_diffusion1d_inverse"],
               ["reaction_diffusion1d_inverse", "helmholtz2d", "allen_cahn1d"],
+              title="loss balancing",
+              intro="`loss.balancing` replaces the fixed weights of the loss terms (PDE, boundary, initial, data) "
+                    "with weights driven by the terms' gradients: `gradnorm` (Chen et al. 2018) or `lra`, "
+                    "learning-rate annealing (Wang, Teng & Perdikaris 2021). The figure shows each term's weight "
+                    "over training.",
+              figure='figures.curves(runs, ["pde_weight", "bc_weight", "ic_weight", "data_weight"], '
+                     'title="loss-term weights")',
               story="loss-term weights over training, and whether balancing them helps"),
     _ablation("adaptive_sampling", ("sampling.adaptive",),
               {"rar": {"sampling.adaptive": "rar"}, "rad": {"sampling.adaptive": "rad"}},
               ["helmholtz2d"], ["poisson1d"], ["allen_cahn1d", "helmholtz2d"],
+              title="adaptive collocation",
+              intro="`sampling.adaptive` moves collocation points to where the residual is large: `rar` adds points "
+                    "above a residual percentile, `rad` resamples the whole set with probability growing with the "
+                    "residual. The figure shows the point cloud each variant ended with (runs trained in this "
+                    "kernel only).",
+              figure="figures.point_clouds(runs)",
               story="where residual-based sampling puts the collocation points"),
     _ablation("batching", ("sampling.batches",),
               {"minibatch_4": {"sampling.batches": {"count": 4}},
                "patches_4": {"sampling.batches": {"count": 4, "mode": "patches"}},
                "resample": {"sampling.batches": {"count": 1, "resample": True}}},
               ["helmholtz2d"], ["helmholtz2d"], ["helmholtz2d", "poisson3d"],
+              title="batched collocation",
+              intro="`sampling.batches` splits the collocation points into mini-batches or spatial patches, several "
+                    "optimizer steps per epoch, or resamples uniform points every epoch (fitting the function rather "
+                    "than one fixed point set). The figure shows the points processed per second and the accuracy.",
+              figure='figures.bars(runs, ["points_per_s", "rel_l2"])',
               story="points per second, and fitting the function rather than a fixed point set"),
     _ablation("scheduler", ("train.scheduler",),
               {s: {"train.scheduler": s} for s in ("exponential", "cosine", "plateau", "multistep")},
               ["poisson1d"], ["poisson1d"], ["poisson1d", "helmholtz2d", "diffusion1d"],
+              title="learning-rate schedulers",
+              intro="`train.scheduler` changes the Adam learning rate over training (`train.scheduler_params` holds "
+                    "each schedule's parameters; defaults here). `plateau` watches the same quantity as early "
+                    "stopping. The figure shows the learning rate each schedule produced.",
+              figure='figures.curves(runs, "lr", title="learning rate")',
               story="learning-rate curves and the accuracy each schedule reaches"),
     _ablation("init", ("model.init",),
               {s: {"model.init": s} for s in ("kaiming", "orthogonal", "small_random")},
               ["poisson1d"], ["poisson1d", "allen_cahn1d"], ["poisson1d", "helmholtz2d", "allen_cahn1d"],
               seeds=(1, 1, 5),
+              title="initialization",
+              intro="`model.init` sets the scale of the Chebyshev coefficients (and of the MLP weights): xavier (the "
+                    "paper's code), kaiming, orthogonal or small_random. The figure shows the standard deviation of "
+                    "each layer's coefficients at initialization (solid) and, for runs trained in this kernel, after "
+                    "training (dashed).",
+              figure="figures.coefficient_scales(runs)",
               story="the coefficient scale each initialization gives, and the accuracy it leads to"),
     _ablation("derivatives", ("derivatives", "train.compile"),
               {"taylor": {"derivatives": "taylor"},
                "taylor_compiled": {"derivatives": "taylor", "train.compile": True}},
               ["poisson3d"], ["poisson3d", "diffusion1d"], ["poisson3d", "helmholtz2d", "diffusion1d"],
               goal="time_per_epoch_ms", not_in_smoke=("taylor_compiled",),
+              title="derivative engine",
+              intro="`derivatives` picks how the residual's derivatives are computed: nested `autograd`, or `taylor` "
+                    "(values, gradients and second derivatives propagated forward through the network, then one "
+                    "ordinary backward), optionally wrapped in `torch.compile` (`train.compile`; not in the smoke "
+                    "profile, as compiling takes about a minute). The numbers should agree; the cost should not. "
+                    "The figure shows milliseconds per training epoch against the number of collocation points.",
+              figure="figures.cost_vs_points(runs)",
               story="milliseconds per training step against the number of points"),
     _ablation("architecture", ("model.arch",),
               {a: {"model.arch": a} for a in ("cpikan", "scaled_pinn", "pinn")},
               ["poisson1d"], ["helmholtz2d"],
               ["poisson1d", "helmholtz2d", "diffusion1d", "reaction_diffusion1d", "allen_cahn1d"],
+              title="architecture",
+              intro="The paper's comparison (`model.arch`): Scaled-cPIKAN (domain scaling, then Chebyshev KAN "
+                    "layers) against cPIKAN (no domain scaling), Scaled-PINN (tanh MLP after the same scaling) and "
+                    "PINN. Same widths, same training. The figure shows the training loss (median over seeds, "
+                    "min–max band).",
+              figure='figures.curves(runs, "loss", title="training loss")',
               story="the paper's comparison: Scaled-cPIKAN vs cPIKAN vs Scaled-PINN vs PINN"),
 ]
 
@@ -156,6 +227,11 @@ def _combined() -> Ablation:
                                   for key in CHOSEN}
     return _ablation("combined", tuple(CHOSEN), variants, ["helmholtz2d"], ["helmholtz2d"],
                      ["helmholtz2d", "allen_cahn1d", "reaction_diffusion1d_inverse"],
+                     title="combined improvements",
+                     intro="All chosen improvements on (`cpikan.study.CHOSEN`), then each one left out, against the "
+                           "plain baseline: a jaxpi-style table with one column per toggle. The figure shows the "
+                           "relative L2 error of each row.",
+                     figure='figures.bars(runs, ["rel_l2"], log_y=True)',
                      story="all chosen improvements on, and each one left out (jaxpi-style table)")
 
 

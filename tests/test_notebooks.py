@@ -1,0 +1,82 @@
+"""Ablation notebooks are renderings of their registry entries; rendering keeps checked outputs."""
+
+import nbformat
+import papermill
+import pytest
+from nbformat.v4 import new_output
+
+from cpikan.config import ConfigError
+from cpikan.study import figures, get, names, notebooks
+from cpikan.study.batch import CHECK_MARK
+
+FOLDER = notebooks.FOLDER
+
+
+def _inputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of `nb` without outputs and execution counts."""
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def test_there_is_one_notebook_per_ablation():
+    assert sorted(p.stem for p in FOLDER.glob("*.ipynb")) == sorted(names())
+
+
+@pytest.mark.parametrize("name", names())
+def test_committed_notebook_equals_its_rendering(name):
+    committed = nbformat.read(FOLDER / f"{name}.ipynb", as_version=4)
+    assert _inputs(committed) == _inputs(notebooks.render(get(name))), \
+        f"notebooks/ablations/{name}.ipynb differs from its registry entry: run `cpikan study render --only {name}`"
+
+
+@pytest.mark.parametrize("name", names())
+def test_rendering_is_valid_deterministic_and_calls_a_figure_function(name):
+    nb = notebooks.render(get(name))
+    nbformat.validate(nb)
+    assert nb == notebooks.render(get(name))
+    function = get(name).figure.split("(")[0]
+    assert function.startswith("figures.") and callable(getattr(figures, function.removeprefix("figures."), None))
+
+
+def test_the_parameters_cell_declares_the_study_parameters_with_help(tmp_path):
+    path = notebooks.write(get("amp"), tmp_path)
+    declared = papermill.inspect_notebook(str(path))
+    assert list(declared) == ["profile", "seeds", "problems", "device", "results_dir", "threads", "resume"]
+    assert declared["seeds"]["inferred_type_name"] == "Optional[int]"
+    assert declared["profile"]["default"] == '"smoke"'
+    assert declared["results_dir"]["help"] == "results root: runs go to <results_dir>/<profile>/runs/amp/"
+
+
+def test_write_keeps_the_checked_output_and_nothing_else(tmp_path):
+    path = notebooks.write(get("amp"), tmp_path)
+    nb = nbformat.read(path, as_version=4)
+    for count, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        cell.outputs, cell.execution_count = [new_output("stream", name="stdout", text=f"{count}\n")], count + 1
+    nbformat.write(nb, path)
+    notebooks.write(get("amp"), tmp_path)
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    assert [c.outputs for c in code[:-1]] == [[]] * (len(code) - 1)
+    assert code[-1].source.startswith(CHECK_MARK)
+    assert code[-1].outputs[0].text == f"{len(code) - 1}\n" and code[-1].execution_count == len(code)
+
+
+def test_render_rejects_an_unknown_ablation(tmp_path):
+    with pytest.raises(ConfigError, match="unknown ablation 'clip'; valid: grad_clip"):
+        notebooks.render_notebooks(["clip"], tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_a_new_notebook_is_executed_for_its_checked_output(tmp_path):
+    folder = tmp_path / "notebooks" / "ablations"  # the default results_dir, ../../reports, stays in tmp_path
+    folder.mkdir(parents=True)
+    [line] = notebooks.render_notebooks(["grad_clip"], folder)
+    assert line.endswith("executed it for its checked output")
+    checked = nbformat.read(folder / "grad_clip.ipynb", as_version=4).cells[-1]
+    assert checked.outputs and checked.outputs[0].text.startswith("poisson1d: best ")
+    assert list((tmp_path / "reports" / "smoke" / "runs" / "grad_clip").rglob("seed0.json"))
+    assert notebooks.render_notebooks(["grad_clip"], folder) == [
+        f"rendered {folder / 'grad_clip.ipynb'} (checked output kept)"]
