@@ -147,7 +147,7 @@ PARAMS: dict[str, dict[str, dict[str, tuple[Any, Any]]]] = {
     "loss.balancing_params": {
         "fixed": {},
         "gradnorm": {"alpha": (float, 1.5), "lr": (float, 0.025), "every": (int, 1)},
-        "lra": {"alpha": (float, 0.9), "every": (int, 10)},
+        "lra": {"keep": (float, 0.9), "every": (int, 10)},
     },
     "sampling.adaptive_params": {
         "none": {},
@@ -181,7 +181,7 @@ RULES: dict[tuple[str, ...], tuple[Callable[[Any], bool], str]] = {
         lambda v: all(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in v),
         "a list of numbers > 0 (epochs after warm-up, or fractions < 1 of them)"),
     ("loss.balancing_params", "alpha"): _NON_NEGATIVE,
-    ("loss.balancing_params", "lra", "alpha"): (lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("loss.balancing_params", "keep"): (lambda v: 0 <= v < 1, "in [0, 1)"),
     ("loss.balancing_params", "lr"): _POSITIVE,
     ("loss.balancing_params", "every"): _AT_LEAST_ONE,
     ("sampling.adaptive_params", "every"): _AT_LEAST_ONE,
