@@ -151,9 +151,8 @@ PARAMS: dict[str, dict[str, dict[str, tuple[Any, Any]]]] = {
     },
     "sampling.adaptive_params": {
         "none": {},
-        "rar": {"every": (int, 500), "candidates": (int, 10000), "ratio": (float, 0.2),
-                "percentile": (float, 75.0), "max_points": (int, 20000)},
-        "rad": {"every": (int, 500), "candidates": (int, 10000), "k": (float, 1.0), "c": (float, 1.0)},
+        "rar": {"rounds": (int, 3), "candidates": (int, 100000), "ratio": (float, 0.2), "percentile": (float, 75.0)},
+        "rad": {"rounds": (int, 5), "candidates": (int, 100000), "k": (float, 1.0), "c": (float, 1.0)},
     },
     "sampling.batches": {
         "*": {"count": (int, 4), "mode": (("minibatch", "patches"), "minibatch"), "resample": (bool, False)},
@@ -184,9 +183,8 @@ RULES: dict[tuple[str, ...], tuple[Callable[[Any], bool], str]] = {
     ("loss.balancing_params", "keep"): (lambda v: 0 <= v < 1, "in [0, 1)"),
     ("loss.balancing_params", "lr"): _POSITIVE,
     ("loss.balancing_params", "every"): _AT_LEAST_ONE,
-    ("sampling.adaptive_params", "every"): _AT_LEAST_ONE,
+    ("sampling.adaptive_params", "rounds"): _AT_LEAST_ONE,
     ("sampling.adaptive_params", "candidates"): _AT_LEAST_ONE,
-    ("sampling.adaptive_params", "max_points"): _AT_LEAST_ONE,
     ("sampling.adaptive_params", "ratio"): (lambda v: 0 < v <= 1, "in (0, 1]"),
     ("sampling.adaptive_params", "percentile"): (lambda v: 0 <= v < 100, "in [0, 100)"),
     ("sampling.adaptive_params", "k"): _NON_NEGATIVE,
