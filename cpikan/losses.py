@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Mapping
 
@@ -105,8 +104,9 @@ class FixedWeights:
     """``loss.balancing = "fixed"``: the configured weights w_t, never changed.
 
     The base of every balancer. The trainer reads `weights` (term -> float) at every step and
-    calls `update` once per optimizer step, before backward; `skipped` counts the updates that
-    were refused because some new weight would not be finite and positive.
+    calls `update` once per optimizer step, before backward. `skipped` counts the updates that
+    left some weight unchanged because its statistic was not finite (for instance a term with
+    no gradient on the weight matrices); runs record it as ``balancing_skipped``.
     """
 
     def __init__(self, weights: Mapping[str, float]) -> None:
@@ -117,73 +117,103 @@ class FixedWeights:
         """Called once per step before backward, with the graph of each term intact."""
         return None
 
-    def _accept(self, new: Mapping[str, float]) -> bool:
-        """Take `new` weights if every one is finite and > 0; otherwise keep the old ones and count a skip."""
-        if all(math.isfinite(w) and w > 0 for w in new.values()):
-            self.weights.update(new)
-            return True
-        self.skipped += 1
-        return False
-
 
 class LearningRateAnnealing(FixedWeights):
-    """``loss.balancing = "lra"`` (Wang, Teng & Perdikaris 2021, Algorithm 1), for every term t != pde:
+    """``loss.balancing = "lra"``: learning-rate annealing as the authors' released code runs it.
 
-        w_t <- (1 - alpha) w_t + alpha * max|grad L_pde| / mean|grad L_t|
+    At optimizer steps 0, every, 2 every, ..., for each term t other than pde:
 
-    at optimizer steps 0, every, 2 every, ...; w_pde keeps its configured value. Gradients are
-    taken over all trained parameters (network and unknowns; an unused one counts as zero).
+        w_hat_t = max_l max|grad_{W_l} (w_pde L_pde)| / mean_l mean|grad_{W_l} (w_t L_t)|
+        w_t    <- (1 - keep) w_hat_t + keep w_t
+
+    W_l are the weight matrices (`weight_matrices`); the inner max / mean run over the entries
+    of one matrix, the outer ones over the matrices, each matrix counting once whatever its
+    size. Every term other than pde has its own weight, measured against the same pde
+    statistic; w_pde keeps its configured value (the reference has none, i.e. 1).
+
+    Reference: S. Wang, Y. Teng, P. Perdikaris, "Understanding and mitigating gradient
+    pathologies in physics-informed neural networks", SIAM J. Sci. Comput. 43 (2021), A3055
+    (arXiv:2001.04536), Algorithm 1, eqs. (40)-(41); code: github.com/PredictiveIntelligenceLab/
+    GradientPathologiesPINNs, Helmholtz/Helmholtz2D_model_tf.py (one boundary weight) and
+    "Klein Gordon/Klein_Gordon_model_tf.py" (separate boundary and initial weights).
+
+    The printed algorithm differs from the code in two places; we follow the code, which
+    produced the published tables. Eq. (40) divides by the mean gradient of L_t, the code by
+    that of the weighted term w_t L_t; eq. (41) with the recommended alpha = 0.9 keeps 10 % of
+    the old weight, the code keeps 90 %. The weighted denominator is what bounds the weight:
+    with r_t = max|grad (w_pde L_pde)| / mean|grad L_t| the code's update reads
+    w <- (1 - keep) r_t / w + keep w, whose fixed point is w_t = sqrt(r_t), while the printed
+    rule settles at r_t itself, which grows without bound as the boundary is fitted and the
+    boundary gradient vanishes (on Helmholtz it passed 1e9 within 3,000 steps).
+    One more, harmless, difference: the code measures after the optimizer step of an updating
+    iteration, on the same batch; we measure on the step's own terms, before its backward.
 
     Args:
         weights: initial weight per term (the configured ones).
-        alpha: moving-average rate in (0, 1] (the paper uses 0.9).
-        every: optimizer steps between updates (steps, not epochs: mini-batches count).
+        keep: fraction of the old weight kept at an update, in [0, 1) (the code's 0.9).
+        every: optimizer steps between updates (the code's 10; steps, not epochs: mini-batches count).
     """
 
-    def __init__(self, weights: Mapping[str, float], alpha: float, every: int) -> None:
+    def __init__(self, weights: Mapping[str, float], keep: float, every: int) -> None:
         super().__init__(weights)
-        self.alpha, self.every, self.steps = alpha, every, 0
+        self.keep, self.every, self.steps = keep, every, 0
 
     def update(self, epoch: int, terms: Mapping[str, torch.Tensor], params: list[torch.nn.Parameter]) -> None:
         step, self.steps = self.steps, self.steps + 1
         if step % self.every:
             return
-        pde_max = _flat_grad(terms["pde"], params).abs().max()
-        new = {}
+        matrices = weight_matrices(params)
+        top = max(g.abs().max() for g in _grads(self.weights["pde"] * terms["pde"], matrices))
+        refused = False
         for term, value in terms.items():
-            if term != "pde":
-                ratio = float(pde_max / _flat_grad(value, params).abs().mean())
-                new[term] = (1 - self.alpha) * self.weights[term] + self.alpha * ratio
-        self._accept(new)
+            if term == "pde":
+                continue
+            mean = torch.stack([g.abs().mean() for g in _grads(self.weights[term] * value, matrices)]).mean()
+            new = (1 - self.keep) * float(top / mean) + self.keep * self.weights[term]
+            if math.isfinite(new) and new > 0:
+                self.weights[term] = new
+            else:
+                refused = True
+        self.skipped += refused
 
 
 class GradNorm(FixedWeights):
-    """``loss.balancing = "gradnorm"`` (Chen et al. 2018), in the form common for PINNs:
+    """``loss.balancing = "gradnorm"``: GradNorm on log-weights w_t = exp(s_t), sum_t w_t = T.
 
-        G_t = w_t ||grad L_t||_2,   r_t = (L_t / L_t(0)) / mean_s (L_s / L_s(0))
-        L_grad = sum_t | G_t - mean_s(G_s) * r_t^alpha |      (the target held constant)
+        G_t = ||grad_W (w_t L_t)||_2 = w_t ||grad_W L_t||_2,    G_bar = mean_t G_t
+        r_t = (L_t / L_t(0)) / mean_u (L_u / L_u(0))           (relative inverse training rate)
+        L_grad = sum_t | G_t - G_bar r_t^alpha |                (G_bar r_t^alpha held constant)
 
-    At optimizer steps 0, every, 2 every, ... the weights take one Adam step of rate `lr` on
-    L_grad, then are rescaled so that sum_t w_t = T, the number of terms. L_t(0) is the loss at
-    the first update. Gradients are over all trained parameters, as in `LearningRateAnnealing`.
-    Warning: a step that would take a weight to <= 0 is refused (weights and Adam state kept,
-    `skipped` counts it), so a weight whose target lies below about `lr` stays where it is.
+    At optimizer steps 0, every, 2 every, ...: one Adam step of rate `lr` on s against
+    dL_grad/ds, then s <- s - log(sum_t exp(s_t) / T), so that the T weights sum to T.
+    L_t(0) is the loss at the first update. T counts every term, pde included.
+
+    Reference: Z. Chen, V. Badrinarayanan, C.-Y. Lee, A. Rabinovich, "GradNorm: gradient
+    normalization for adaptive loss balancing in deep multitask networks", ICML 2018
+    (arXiv:1711.02257), Sec. 3.2 (target G_bar r^alpha, L_grad) and Algorithm 1.
+    Chen et al. step the weights w_t themselves; a step of fixed size on w_t cannot take a
+    weight far below that size without crossing zero, so a weight that must fall by orders of
+    magnitude stalls. A step on s = log w changes a weight by a factor (Adam: about exp(+-lr)
+    per update), keeps it positive, and reaches any ratio of weights.
+    W is the weight matrix of the output layer (the last of `weight_matrices`): Chen et al.
+    take the last layer shared by all tasks, to keep the cost of T extra gradients low; in a
+    PINN every layer is shared by every term, and the output layer is the last of them.
 
     Args:
         weights: initial weights; rescaled to sum to T at once (their ratios are kept).
         alpha: asymmetry >= 0; the larger, the harder terms that train slowly are pushed up.
-        lr: Adam learning rate of the weights.
+        lr: Adam learning rate of the log-weights s.
         every: optimizer steps between updates.
     """
 
     def __init__(self, weights: Mapping[str, float], alpha: float, lr: float, every: int) -> None:
         super().__init__(weights)
         self.terms = tuple(self.weights)
-        scale = len(self.terms) / sum(self.weights.values())
-        self.w = torch.tensor([self.weights[t] * scale for t in self.terms], dtype=torch.float64,
-                              requires_grad=True)
-        self.weights = dict(zip(self.terms, self.w.tolist()))
-        self.optimizer = torch.optim.Adam([self.w], lr=lr)
+        total_weight = sum(self.weights.values())
+        self.log_w = torch.tensor([math.log(len(self.terms) * self.weights[t] / total_weight) for t in self.terms],
+                                  dtype=torch.float64, requires_grad=True)
+        self.weights = dict(zip(self.terms, self.log_w.exp().tolist()))
+        self.optimizer = torch.optim.Adam([self.log_w], lr=lr)
         self.alpha, self.every, self.steps = alpha, every, 0
         self.initial: torch.Tensor | None = None
 
@@ -191,28 +221,45 @@ class GradNorm(FixedWeights):
         step, self.steps = self.steps, self.steps + 1
         if step % self.every:
             return
+        output_layer = weight_matrices(params)[-1:]
+        norms = torch.stack([_grads(terms[t], output_layer)[0].norm() for t in self.terms]).double().cpu()
         losses = torch.stack([terms[t].detach() for t in self.terms]).double().cpu()
         if self.initial is None:
             self.initial = losses
-        norms = torch.stack([_flat_grad(terms[t], params).norm() for t in self.terms]).double().cpu()
         progress = losses / self.initial
-        target = (self.w.detach() * norms).mean() * (progress / progress.mean()) ** self.alpha
-        saved = self.w.detach().clone(), copy.deepcopy(self.optimizer.state_dict())
+        gradient_norms = self.log_w.exp() * norms  # G_t
+        target = gradient_norms.detach().mean() * (progress / progress.mean()) ** self.alpha
+        if not (torch.isfinite(norms).all() and torch.isfinite(target).all()):
+            self.skipped += 1
+            return
         self.optimizer.zero_grad()
-        (self.w * norms - target).abs().sum().backward()
+        (gradient_norms - target).abs().sum().backward()
         self.optimizer.step()
         with torch.no_grad():
-            self.w *= len(self.terms) / self.w.sum()
-        if not self._accept(dict(zip(self.terms, self.w.tolist()))):
-            with torch.no_grad():
-                self.w.copy_(saved[0])
-            self.optimizer.load_state_dict(saved[1])
+            self.log_w -= torch.logsumexp(self.log_w, 0) - math.log(len(self.terms))
+        self.weights = dict(zip(self.terms, self.log_w.exp().tolist()))
 
 
-def _flat_grad(term: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
-    """grad of `term` w.r.t. all `params` as one flat vector (zeros for a parameter it does not use)."""
+def weight_matrices(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    """The parameters with two or more axes, in order: what the balancers call weight matrices.
+
+    For the MLPs these are the Linear weights (out, in); for the Chebyshev-KAN layers the
+    coefficient tensors C (out, in, K + 1): such a layer has no other parameter and is linear in
+    C, whose entries C[j, i, :] play the part of the weight W[j, i]. Left out, as the LRA code
+    leaves out its biases: Linear biases and LayerNorm gains and shifts (one axis) and the
+    unknowns of inverse problems (zero axes).
+    """
+    matrices = [p for p in params if p.dim() >= 2]
+    if not matrices:
+        raise ValueError("loss balancing needs a weight matrix (a parameter with two or more axes); "
+                         f"got parameters of shapes {[tuple(p.shape) for p in params]}")
+    return matrices
+
+
+def _grads(term: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    """grad of `term` w.r.t. each of `params` (zeros for one it does not use); the graph is kept."""
     grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)])
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
 
 
 def make_balancer(name: str, weights: Mapping[str, float], options: Mapping[str, object]) -> FixedWeights:

@@ -154,77 +154,123 @@ class Collocation:
     def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None:
         return None
 
-    def _due(self, epoch: int, every: int) -> bool:
-        return (epoch + 1) % every == 0
+
+def refinement_epochs(epochs: int, rounds: int) -> frozenset[int]:
+    """The 0-based epochs after which an adaptive sampler refines: the ends of the first `rounds`
+    of `rounds` + 1 equal spans of the Adam phase (fewer when `epochs` <= `rounds`).
+
+    ``refinement_epochs(20, 3)`` -> {4, 9, 14}: the last quarter trains on the final cloud.
+    """
+    return frozenset(j * epochs // (rounds + 1) - 1 for j in range(1, rounds + 1)) - {-1}
 
 
 class ResidualRefinement(Collocation):
-    """``sampling.adaptive = "rar"``: after every `every` epochs, score `candidates` fresh uniform
-    points by |r|, and add the largest `ratio` share of those above the `percentile`-th percentile
-    of |r|, largest first, never growing the cloud beyond `max_points`.
+    """``sampling.adaptive = "rar"``: greedy residual-based adaptive refinement (RAR-G).
 
+    After each refinement epoch (`rounds` of them, see `refinement_epochs`), score `candidates`
+    fresh uniform points by |r| and add to the cloud the m = round(ratio N_0) with the largest
+    |r|, N_0 the initial interior count. Only candidates above the `percentile`-th percentile
+    of |r| qualify, so a round adds at most a share 1 - percentile / 100 of the candidates.
     Added points stay for the rest of the run; with `resample`, only the uniform part is redrawn.
-    Batching arguments as in `Collocation`.
+
+    Reference: C. Wu, M. Zhu, Q. Tan, Y. Kartha, L. Lu, "A comprehensive study of non-adaptive
+    and residual-based adaptive sampling for physics-informed neural networks", Comput.
+    Methods Appl. Mech. Eng. 403 (2023) 115671 (arXiv:2207.10289), RAR-G, the RAR of Lu et al.
+    (DeepXDE, SIAM Rev. 2021); code: github.com/lu-group/pinn-sampling, Code/Burgers/
+    Burgers_RAR-G.py (100,000 fresh candidates a round, the m largest |r| added). Wu et al. add
+    m = N/200 points in each of 100 rounds; the study's plan adds 20 % of N_0 in each of 2-5
+    rounds, and takes only points above the 75th percentile ("refine where the residual is
+    high"). RAR-D, whose additions are drawn from the RAD density, is not offered.
+
+    Args:
+        points, box, gen: as in `Collocation`; batching arguments as there.
+        epochs: Adam epochs of the run (places the refinements).
+        rounds: number of refinements.
+        candidates: fresh uniform points scored per round.
+        ratio: points added per round, as a fraction of N_0.
+        percentile: only candidates with |r| above this percentile of their |r| are added.
     """
 
-    def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, *, every: int, candidates: int,
-                 ratio: float, percentile: float, max_points: int, **batching: Any) -> None:
+    def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, *, epochs: int, rounds: int,
+                 candidates: int, ratio: float, percentile: float, **batching: Any) -> None:
         super().__init__(points, box, gen, **batching)
-        self.every, self.candidates, self.ratio = every, candidates, ratio
-        self.percentile, self.max_points = percentile, max_points
+        self.due = refinement_epochs(epochs, rounds)
+        self.candidates, self.ratio, self.percentile = candidates, ratio, percentile
         self.added = points[:0]
 
     def redraw(self) -> torch.Tensor:
         return torch.cat([self.uniform(self.n_base), self.added])
 
     def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None:
-        if not self._due(epoch, self.every):
+        if epoch not in self.due:
             return None
         x = self.uniform(self.candidates)
-        r = residual(x).detach().abs()
-        above = torch.nonzero(r > torch.quantile(r.double(), self.percentile / 100)).squeeze(1)
-        room = max(self.max_points - self.points.shape[0], 0)
-        n_add = min(round(self.ratio * above.numel()), room)
-        new = x[above[r[above].argsort(descending=True)[:n_add]]].detach()
+        r = _score(residual, x)
+        eligible = int((r.double() > torch.quantile(r.double(), self.percentile / 100)).sum())
+        n_add = min(round(self.ratio * self.n_base), eligible)
+        new = x[r.argsort(descending=True)[:n_add]]
         self.added = torch.cat([self.added, new])
         self.points = torch.cat([self.points, new])
         return {"n_points": self.points.shape[0], "n_added": n_add, **_spread(r)}
 
 
 class ResidualDistribution(Collocation):
-    """``sampling.adaptive = "rad"`` (Wu et al. 2023): after every `every` epochs, draw the whole
-    cloud (N i.i.d. points, with replacement) from `candidates` fresh uniform points with
+    """``sampling.adaptive = "rad"``: residual-based adaptive distribution (RAD).
 
-        p(x) ∝ |r(x)|^k / mean(|r|^k) + c.
+    After each refinement epoch (`rounds` of them, see `refinement_epochs`), replace the whole
+    cloud by N_0 distinct points drawn, without replacement, from `candidates` fresh uniform
+    points with probability
 
-    A scoring with non-finite or all-zero p keeps the cloud. With `resample`, every epoch draws
-    from the latest p (uniform before the first refinement). Batching arguments as in `Collocation`.
+        p(x) ∝ |r(x)|^k / mean(|r|^k) + c      (mean over the candidates)
+
+    k sharpens the density, c keeps some points everywhere; k = 0 or c -> inf is uniform
+    resampling. A scoring with non-finite p, or fewer than N_0 candidates of positive p, keeps
+    the cloud. With `resample`, every epoch draws a new cloud from the latest candidates and p
+    (uniform points before the first refinement).
+
+    Reference: Wu et al. 2023 (see `ResidualRefinement`), RAD; code: Code/Burgers/Burgers_RAD.py
+    in github.com/lu-group/pinn-sampling (100,000 fresh candidates a round, N points chosen
+    without replacement, k = c = 1 as run there).
+
+    Args:
+        points, box, gen: as in `Collocation`; batching arguments as there.
+        epochs: Adam epochs of the run (places the refinements).
+        rounds: number of redistributions.
+        candidates: fresh uniform points scored per round; at least N_0.
+        k: exponent >= 0 of |r|.
+        c: constant >= 0 added to the normalised density.
     """
 
-    def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, *, every: int, candidates: int,
-                 k: float, c: float, **batching: Any) -> None:
+    def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, *, epochs: int, rounds: int,
+                 candidates: int, k: float, c: float, **batching: Any) -> None:
         super().__init__(points, box, gen, **batching)
-        self.every, self.candidates, self.k, self.c = every, candidates, k, c
+        self.due = refinement_epochs(epochs, rounds)
+        self.candidates, self.k, self.c = candidates, k, c
         self.pool: torch.Tensor | None = None
         self.prob: torch.Tensor | None = None
 
     def redraw(self) -> torch.Tensor:
         if self.pool is None:
             return super().redraw()
-        picks = torch.multinomial(self.prob, self.n_base, replacement=True, generator=self.gen)
+        picks = torch.multinomial(self.prob, self.n_base, replacement=False, generator=self.gen)
         return self.pool[picks.to(self.pool.device)]
 
     def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None:
-        if not self._due(epoch, self.every):
+        if epoch not in self.due:
             return None
         x = self.uniform(self.candidates)
-        r = residual(x).detach().abs()
+        r = _score(residual, x)
         rk = r.double().cpu() ** self.k
         prob = rk / rk.mean() + self.c
-        if torch.isfinite(prob).all() and prob.sum() > 0:
-            self.pool, self.prob = x.detach(), prob
+        if torch.isfinite(prob).all() and int((prob > 0).sum()) >= self.n_base:
+            self.pool, self.prob = x, prob
             self.points = self.redraw()
         return {"n_points": self.points.shape[0], **_spread(r)}
+
+
+def _score(residual: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """|r| at the points x (n, d), chunk by chunk so that one chunk's graph lives at a time; shape (n,)."""
+    return torch.cat([residual(part).detach().abs() for part in x.split(chunk)])
 
 
 def _spread(r: torch.Tensor) -> dict[str, float]:
@@ -235,13 +281,21 @@ def _spread(r: torch.Tensor) -> dict[str, float]:
 
 SAMPLERS = {"none": Collocation, "rar": ResidualRefinement, "rad": ResidualDistribution}
 
+
 def make_sampler(cfg: RunConfig, problem: Problem, points: torch.Tensor, gen: torch.Generator) -> Collocation:
     """The collocation strategy for ``sampling.adaptive`` (+ ``sampling.adaptive_params``) and
-    ``sampling.batches``, starting from the interior `points` (N, d); `gen` drives every later draw."""
+    ``sampling.batches``, starting from the interior `points` (N, d); `gen` drives every later draw.
+    `cfg` is resolved: ``train.epochs`` places the refinements."""
     batching = params(cfg, "sampling.batches")
     n = points.shape[0]
     if batching and not 1 <= batching["count"] <= n:
         raise ConfigError(f"sampling.batches.count={batching['count']} is not valid: choose 1..{n} "
                           f"(at most the {n} interior points, sampling.n_pde)")
     options = params(cfg, "sampling.adaptive_params")
+    if cfg.sampling.adaptive == "rad" and options["candidates"] < n:
+        raise ConfigError(f"sampling.adaptive_params.candidates={options['candidates']} is not valid for "
+                          f"sampling.adaptive='rad': RAD draws the {n} interior points (sampling.n_pde) without "
+                          f"replacement from the candidates; choose at least {n}")
+    if cfg.sampling.adaptive != "none":
+        options["epochs"] = cfg.train.epochs
     return SAMPLERS[cfg.sampling.adaptive](points, problem.box, gen, **batching, **options)

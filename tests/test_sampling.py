@@ -7,7 +7,8 @@ from scipy import stats
 import cpikan
 from cpikan.config import ConfigError
 from cpikan.problems.base import Box
-from cpikan.sampling import (Collocation, ResidualDistribution, ResidualRefinement, make_sampler, uniform_box)
+from cpikan.sampling import (Collocation, ResidualDistribution, ResidualRefinement, make_sampler,
+                             refinement_epochs, uniform_box)
 
 UNIT_SQUARE = Box(lo=[0.0, 0.0], hi=[1.0, 1.0])
 
@@ -34,32 +35,48 @@ corner_residual = needs_autograd(lambda x: torch.where(in_corner(x), 100 + x[:, 
 
 
 def rar(points: torch.Tensor, **options) -> ResidualRefinement:
-    settings = {"every": 1, "candidates": 4000, "ratio": 0.2, "percentile": 75.0, "max_points": 10_000} | options
+    """RAR refining once, after epoch 0 (2 epochs, 1 round)."""
+    settings = {"epochs": 2, "rounds": 1, "candidates": 4000, "ratio": 0.2, "percentile": 75.0} | options
     return ResidualRefinement(points, UNIT_SQUARE, gen(1), **settings)
+
+
+def rad(points: torch.Tensor, box: Box, **options) -> ResidualDistribution:
+    """RAD redistributing once, after epoch 0 (2 epochs, 1 round)."""
+    settings = {"epochs": 2, "rounds": 1, "candidates": 20_000, "k": 1.0, "c": 1.0} | options
+    return ResidualDistribution(points, box, gen(3), **settings)
+
+
+@pytest.mark.parametrize("epochs, rounds, due", [
+    (20, 3, {4, 9, 14}), (40_000, 3, {9_999, 19_999, 29_999}), (4, 2, {0, 1}), (2, 3, {0}), (1, 1, set()),
+])
+def test_refinements_split_the_adam_phase_into_equal_spans(epochs, rounds, due):
+    assert refinement_epochs(epochs, rounds) == due
 
 
 # ---------------------------------------------------------------- RAR
 
-def test_rar_adds_the_largest_residuals_only_where_the_residual_is_large():
-    start = uniform_box(UNIT_SQUARE, 100, gen()).float()
+def test_rar_adds_a_share_of_the_initial_points_where_the_residual_is_largest():
+    start = uniform_box(UNIT_SQUARE, 1000, gen()).float()
     sampler = rar(start)
+    assert sampler.refine(1, corner_residual) is None  # not a refinement epoch
     info = sampler.refine(0, corner_residual)
-    # 1000 candidates lie above the 75th percentile (the corner's ~250 and ~750 small ones);
-    # the largest 20% of them, ~200, all come from the corner.
-    assert 195 <= info["n_added"] <= 200
-    assert sampler.points.shape == (100 + info["n_added"], 2)
-    assert torch.equal(sampler.points[:100], start)
-    assert in_corner(sampler.points[100:]).all()
-    assert info["n_points"] == sampler.points.shape[0]
+    # m = 0.2 * 1000 = 200 points, the largest |r| of 4000 candidates: the corner holds ~250 of them.
+    assert info["n_added"] == 200 and info["n_points"] == 1200
+    assert torch.equal(sampler.points[:1000], start)
+    assert in_corner(sampler.points[1000:]).all()
     assert info["max"] >= 100 > info["p90"] >= info["median"]
 
 
-def test_rar_refines_every_few_epochs_and_never_exceeds_max_points():
-    sampler = rar(uniform_box(UNIT_SQUARE, 100, gen()), every=2, candidates=2000, max_points=150)
-    assert sampler.refine(0, corner_residual) is None
-    assert sampler.refine(1, corner_residual)["n_points"] == 150
-    assert sampler.refine(3, corner_residual)["n_added"] == 0
-    assert sampler.points.shape[0] == 150
+def test_rar_adds_only_points_above_the_percentile():
+    # ratio 1 asks for 1000 points; only the 400 candidates above the 90th percentile qualify.
+    sampler = rar(uniform_box(UNIT_SQUARE, 1000, gen()), ratio=1.0, percentile=90.0)
+    assert sampler.refine(0, corner_residual)["n_added"] == 400
+
+
+def test_rar_refines_once_per_round():
+    sampler = rar(uniform_box(UNIT_SQUARE, 100, gen()), epochs=20, rounds=3, candidates=2000)
+    counts = [info["n_points"] for epoch in range(20) if (info := sampler.refine(epoch, corner_residual))]
+    assert counts == [120, 140, 160] and sampler.points.shape == (160, 2)
 
 
 def test_rar_with_resample_redraws_the_uniform_part_and_keeps_the_refined_points():
@@ -74,13 +91,15 @@ def test_rar_with_resample_redraws_the_uniform_part_and_keeps_the_refined_points
 
 # ---------------------------------------------------------------- RAD
 
+LINE = Box(lo=[0.0], hi=[1.0])
+
+
 @pytest.mark.parametrize("k, c, cdf", [
     (1.0, 0.0, lambda x: x**2),  # p ∝ x / mean(x) = 2x
     (2.0, 1.0, lambda x: (x**3 + x) / 2),  # p ∝ x^2 / mean(x^2) + 1 = 3x^2 + 1
 ])
 def test_rad_samples_follow_the_target_density(k, c, cdf):
-    line = Box(lo=[0.0], hi=[1.0])
-    sampler = ResidualDistribution(uniform_box(line, 2000, gen()), line, gen(3), every=1, candidates=20_000, k=k, c=c)
+    sampler = rad(uniform_box(LINE, 2000, gen()), LINE, candidates=100_000, k=k, c=c)
     info = sampler.refine(0, needs_autograd(lambda x: x[:, 0]))
     assert info["n_points"] == 2000 and sampler.points.shape == (2000, 1)
     x = sampler.points[:, 0].numpy()
@@ -88,17 +107,26 @@ def test_rad_samples_follow_the_target_density(k, c, cdf):
     assert stats.kstest(x, "uniform").pvalue < 1e-6
 
 
-def test_rad_keeps_the_cloud_when_the_density_is_not_finite():
-    start = uniform_box(UNIT_SQUARE, 50, gen())
-    sampler = ResidualDistribution(start, UNIT_SQUARE, gen(), every=1, candidates=100, k=1.0, c=0.0)
-    sampler.refine(0, needs_autograd(lambda x: torch.zeros(x.shape[0], dtype=x.dtype)))  # 0 / mean 0
+def test_rad_draws_distinct_points_from_the_candidates():
+    sampler = rad(uniform_box(LINE, 1000, gen()), LINE, candidates=1200, k=1.0, c=0.0)
+    sampler.refine(0, needs_autograd(lambda x: x[:, 0]))
+    assert sampler.points[:, 0].unique().numel() == 1000
+
+
+@pytest.mark.parametrize("values", [
+    lambda x: torch.zeros(x.shape[0], dtype=x.dtype),  # 0 / mean 0: not finite
+    lambda x: (x[:, 0] > 0.9).to(x.dtype),  # only ~100 of 1000 candidates have p > 0, 500 needed
+])
+def test_rad_keeps_the_cloud_when_the_density_cannot_give_the_points(values):
+    start = uniform_box(LINE, 500, gen())
+    sampler = rad(start, LINE, candidates=1000, k=1.0, c=0.0)
+    sampler.refine(0, needs_autograd(values))
     assert torch.equal(sampler.points, start)
 
 
 def test_rad_with_resample_draws_a_new_cloud_from_the_latest_density_each_epoch():
-    line = Box(lo=[0.0], hi=[1.0])
-    sampler = ResidualDistribution(uniform_box(line, 500, gen()), line, gen(), every=10, candidates=5000,
-                                   k=1.0, c=0.0, resample=True)
+    sampler = rad(uniform_box(LINE, 500, gen()), LINE, epochs=20, candidates=5000, k=1.0, c=0.0, resample=True)
+    assert sampler.refine(8, needs_autograd(lambda x: x[:, 0])) is None
     sampler.refine(9, needs_autograd(lambda x: (x[:, 0] > 0.5).to(x.dtype)))  # all mass on (1/2, 1]
     first, second = sampler.batches(10)[0], sampler.batches(11)[0]
     assert not torch.equal(first, second)
@@ -152,7 +180,8 @@ def test_resample_draws_fresh_uniform_points_each_epoch_after_the_first():
     ({"sampling.batches": {"count": 65}}, "sampling.batches.count=65"),
     ({"sampling.adaptive": "rar", "sampling.adaptive_params": {"ratio": 1.5}}, "ratio=1.5"),
     ({"sampling.adaptive": "rad", "sampling.adaptive_params": {"k": -1.0}}, "k=-1.0"),
-    ({"sampling.adaptive": "rad", "sampling.adaptive_params": {"every": 0}}, "every=0"),
+    ({"sampling.adaptive": "rad", "sampling.adaptive_params": {"rounds": 0}}, "rounds=0"),
+    ({"sampling.adaptive": "rad", "sampling.adaptive_params": {"candidates": 63}}, "candidates=63"),
 ])
 def test_bad_sampling_settings_raise_config_error_naming_the_value(overrides, bad):
     problem = cpikan.problems.get("poisson1d")
@@ -166,7 +195,7 @@ def smoke(*overrides) -> cpikan.RunResult:
     return cpikan.run(cfg.override("train.epochs=4", *overrides), progress=False)
 
 
-ADAPTIVE = {"every": 2, "candidates": 300}
+ADAPTIVE = {"rounds": 2, "candidates": 300}  # refinements after epochs 0 and 1 of 4
 
 
 @pytest.mark.parametrize("overrides, n_refinements", [
@@ -182,8 +211,10 @@ ADAPTIVE = {"every": 2, "candidates": 300}
 def test_each_sampling_toggle_runs_on_and_off(overrides, n_refinements):
     result = smoke(overrides)
     assert result.status == "ok" and result.metrics["epochs_run"] == 4
-    assert [r["epoch"] for r in result.refinements] == [1, 3][:n_refinements]
+    assert [r["epoch"] for r in result.refinements] == [0, 1][:n_refinements]
     assert result.collocation.shape[0] == (result.refinements[-1]["n_points"] if n_refinements else 128)
+    if overrides.get("sampling.adaptive") == "rar":
+        assert result.collocation.shape[0] == 128 + 2 * round(0.2 * 128)
     assert all(rate > 0 for rate in result.history["points_per_s"])
 
 
