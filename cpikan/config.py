@@ -61,7 +61,7 @@ class ModelConfig:
 class TrainConfig:
     epochs: int | None = _sized("Adam epochs; None: the problem/profile decides")
     lr: float = _opt(1e-3, "Adam learning rate")
-    lbfgs_epochs: int | None = _sized("L-BFGS iterations after Adam (0: none)")
+    lbfgs_iterations: int | None = _sized("L-BFGS iterations after Adam (0: none)")
     lbfgs_float64: bool = _opt(True, "run the L-BFGS phase in float64 (float32 L-BFGS tends to stop early)")
     grad_clip: float | None = _opt(None, "max global L2 norm of the gradient; None: no clipping")
     amp: str = _choice("none", ("none", "bf16", "fp16"), "autocast the Adam phase (fp16 uses a GradScaler)")
@@ -426,7 +426,7 @@ def validate(cfg: RunConfig) -> None:
                 raise ConfigError(f"{key}.{name}={given!r} is not valid: expected {kind.__name__}")
             _check_rule(cfg, key, name, given)
     positive = ["train.epochs", "sampling.n_pde", "model.degree", "train.log_every", "threads"]
-    non_negative = ["train.lbfgs_epochs", "sampling.n_bc", "sampling.n_ic"]
+    non_negative = ["train.lbfgs_iterations", "sampling.n_bc", "sampling.n_ic"]
     for key in positive + non_negative:
         value = get_value(cfg, key)
         if value is not None and (value <= 0 if key in positive else value < 0):
@@ -502,7 +502,7 @@ def resolve(cfg: RunConfig, problem: Any) -> RunConfig:
     if not sizes and problem.sizes:
         raise ConfigError(f"problem {problem.name!r} has no sizes for profile {cfg.profile!r}; "
                           f"it has: {', '.join(problem.sizes)}")
-    fallback = {"train.lbfgs_epochs": 0, "sampling.n_ic": 0, "sampling.n_bc": 0, "model.degree": DEFAULT_DEGREE}
+    fallback = {"train.lbfgs_iterations": 0, "sampling.n_ic": 0, "sampling.n_bc": 0, "model.degree": DEFAULT_DEGREE}
     for key in all_keys():
         if not _field_meta(key).get("from_problem") or key == "loss.weights":
             continue

@@ -163,7 +163,7 @@ def _train_and_evaluate(cfg: RunConfig, problem: Problem, device: torch.device, 
                       compile=cfg.train.compile)
     reset_peak_memory(device)
     started = time.perf_counter()
-    outcome = trainer.fit(cfg.train.lbfgs_epochs, torch.float64 if cfg.train.lbfgs_float64 else None)
+    outcome = trainer.fit(cfg.train.lbfgs_iterations, torch.float64 if cfg.train.lbfgs_float64 else None)
     wall = time.perf_counter() - started
     peak = peak_memory_mb(device)
 

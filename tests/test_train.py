@@ -101,7 +101,7 @@ def test_lbfgs_after_amp_runs_in_full_precision_without_autocast():
     def watch(row):
         seen.append((row["phase"], torch.is_autocast_enabled("cpu")))
 
-    cfg = SMOKE.override("train.epochs=5", "train.amp=bf16", "train.lbfgs_epochs=5")
+    cfg = SMOKE.override("train.epochs=5", "train.amp=bf16", "train.lbfgs_iterations=5")
     result = cpikan.run(cfg, progress=False, on_epoch=watch)
     assert {phase for phase, _ in seen} == {"adam", "lbfgs"}
     assert not any(on for phase, on in seen if phase == "lbfgs")
@@ -112,7 +112,7 @@ def test_lbfgs_after_amp_runs_in_full_precision_without_autocast():
 
 
 def test_lbfgs_lowers_the_loss_after_adam():
-    result = short("train.lbfgs_epochs=30", epochs=20)
+    result = short("train.lbfgs_iterations=30", epochs=20)
     phases = result.history["phase"]
     adam_last = result.history["loss"][phases.index("lbfgs") - 1]
     assert min(result.history["loss"][phases.index("lbfgs"):]) < adam_last
@@ -124,6 +124,6 @@ def test_on_epoch_returning_true_stops_training():
 
 
 def test_on_epoch_stop_also_ends_the_lbfgs_phase():
-    cfg = SMOKE.override("train.epochs=3", "train.lbfgs_epochs=50")
+    cfg = SMOKE.override("train.epochs=3", "train.lbfgs_iterations=50")
     result = cpikan.run(cfg, progress=False, on_epoch=lambda row: row["phase"] == "lbfgs")
     assert result.metrics["stop_reason"] == "stopped" and result.metrics["lbfgs_iterations"] == 1

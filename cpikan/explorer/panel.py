@@ -162,7 +162,7 @@ class Explorer:
             self._say(f"invalid configuration: {err}", error=True)
             return False
         self._stop.clear()
-        self.progress.value, self.progress.max = 0, sized.train.epochs + sized.train.lbfgs_epochs
+        self.progress.value, self.progress.max = 0, sized.train.epochs + sized.train.lbfgs_iterations
         self.train_button.disabled, self.stop_button.disabled = True, False
         with self._draw:
             sync_traces(self.loss_figure, self._previous_loss_traces())

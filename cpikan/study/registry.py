@@ -196,8 +196,8 @@ def plan(profile: str) -> list[dict]:
     for a in ABLATIONS.values():
         n_runs = sum(profile in v.profiles for v in a.variants) * a.seeds[profile]
         sizes = [registry.get(p).sizes.get(profile, {}) for p in a.problems[profile]]
-        work = sum(n_runs * (s.get("train.epochs", 0) + s.get("train.lbfgs_epochs", 0)) * s.get("sampling.n_pde", 0)
-                   for s in sizes)
+        work = sum(n_runs * (s.get("train.epochs", 0) + s.get("train.lbfgs_iterations", 0))
+                   * s.get("sampling.n_pde", 0) for s in sizes)
         rows.append({"ablation": a.name, "problems": ", ".join(a.problems[profile]),
                      "variants": ", ".join(v.name for v in a.variants if profile in v.profiles),
                      "seeds": a.seeds[profile],
