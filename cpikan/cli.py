@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from cpikan import problems
 from cpikan.config import PROFILES, ConfigError, RunConfig, schema
+from cpikan.overrides import format_value
 
 SHOWN_METRICS = ("rel_l2", "max_abs_err", "final_loss", "epochs_run", "stop_reason", "wall_time_s",
                  "time_per_epoch_ms", "peak_mem_mb", "device")
@@ -41,7 +41,7 @@ def _cmd_problems(args: argparse.Namespace) -> int:
 def _cmd_keys(args: argparse.Namespace) -> int:
     for row in schema():
         choices = f" {{{', '.join(row['choices'])}}}" if row["choices"] else ""
-        print(f"{row['key']:<28} default={json.dumps(row['default'])}{choices}  {row['help']}")
+        print(f"{row['key']:<28} default={format_value(row['default'])}{choices}  {row['help']}")
     return 0
 
 

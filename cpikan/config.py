@@ -13,14 +13,13 @@ listing the valid ones.
 
 from __future__ import annotations
 
-import ast
 import contextvars
 import dataclasses
-import json
-import types
 import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping
+
+from cpikan import overrides
 
 PROFILES = ("smoke", "quick", "full")
 DEFAULT_DEGREE = 5  # the paper's Chebyshev degree K
@@ -292,7 +291,7 @@ def apply_overrides(cfg: RunConfig, *items: str | Mapping[str, Any]) -> RunConfi
             head, sub = _split_subkey(key)
             if sub is not None:
                 current = dict(get_value(cfg, head) or {})
-                current[sub] = _parse_literal(value) if isinstance(value, str) else value
+                current[sub] = overrides.parse_literal(value) if isinstance(value, str) else value
                 value = current
             cfg = set_value(cfg, head, value)
     finally:
@@ -306,9 +305,11 @@ def _pairs(items: tuple[str | Mapping[str, Any], ...]) -> list[tuple[str, Any]]:
     for item in items:
         if isinstance(item, Mapping):
             pairs += list(item.items())
-        elif isinstance(item, str) and "=" in item:
-            key, _, value = item.partition("=")
-            pairs.append((key.strip(), value.strip()))
+        elif isinstance(item, str):
+            try:
+                pairs.append(overrides.split(item))
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         else:
             raise ConfigError(f"override {item!r} is not 'key=value' (e.g. 'train.grad_clip=1.0')")
     return pairs
@@ -330,78 +331,22 @@ def _hints_for(key: str) -> Any:
     return _hints(owner)[f.name]
 
 
-# ---------------------------------------------------------------- coercion
-
-def _parse_literal(text: str) -> Any:
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(text)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-    return text
-
-
 def _coerce(key: str, hint: Any, f: dataclasses.Field, value: Any) -> Any:
     choices = f.metadata.get("choices")
     if choices is not None:
         if value not in choices:
             raise ConfigError(f"{key}={value!r} is not valid; choose one of {', '.join(map(repr, choices))}")
         return value
-    args = typing.get_args(hint)
-    optional = type(None) in args and (typing.get_origin(hint) in (typing.Union, types.UnionType))
-    if optional:
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "off")):
-            return None
-        hint = next(a for a in args if a is not type(None))
     try:
-        return _coerce_to(hint, value)
+        return overrides.coerce(hint, value)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"{key}={value!r} is not valid: expected {_describe(hint)}"
-                          f"{' or None' if optional else ''} ({err})") from None
-
-
-def _coerce_to(hint: Any, value: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is bool:
-        if isinstance(value, str):
-            if value.lower() in ("true", "1", "yes", "on"):
-                return True
-            if value.lower() in ("false", "0", "no", "off"):
-                return False
-            raise ValueError("not a boolean")
-        if not isinstance(value, (bool, int)):
-            raise TypeError("not a boolean")
-        return bool(value)
-    if hint is int:
-        number = _parse_literal(value) if isinstance(value, str) else value
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or int(number) != number:
-            raise ValueError("not an integer")
-        return int(number)
-    if hint is float:
-        number = _parse_literal(value) if isinstance(value, str) else value
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise ValueError("not a number")
-        return float(number)
-    if hint is str:
-        if not isinstance(value, str):
-            raise TypeError("not a string")
-        return value
-    if origin is tuple:
-        items = _parse_literal(value) if isinstance(value, str) else value
-        if isinstance(items, (int, float)):
-            items = [items]
-        if isinstance(items, str):
-            items = [_parse_literal(p) for p in items.split(",")]
-        return tuple(_coerce_to(typing.get_args(hint)[0], v) for v in items)
-    if hint is dict or origin is dict:
-        data = _parse_literal(value) if isinstance(value, str) else value
-        if not isinstance(data, Mapping):
-            raise TypeError("not a mapping")
-        return dict(data)
-    raise TypeError(f"unsupported field type {hint}")
+        raise ConfigError(f"{key}={value!r} is not valid: expected {_describe(hint)} ({err})") from None
 
 
 def _describe(hint: Any) -> str:
+    if overrides.is_optional(hint):
+        inner = next(a for a in typing.get_args(hint) if a is not type(None))
+        return f"{_describe(inner)} or None"
     return getattr(hint, "__name__", str(hint))
 
 

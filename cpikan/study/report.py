@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from cpikan.config import schema
+from cpikan.overrides import set_arguments
 from cpikan.study.registry import ABLATIONS, BASELINE, TOGGLES, variant_label
 from cpikan.study.store import StudyRun, load_runs
 
@@ -130,7 +131,8 @@ def timing(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def recommended(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per problem and ablation, the setting the runs support (the `combined` ablation aside).
+    """Per problem and ablation, the setting the runs support (the `combined` ablation aside), as
+``cpikan run`` arguments (``--set train.grad_clip=10.0``), or "keep the default".
 
     Goal rel_l2: the variant with the lowest mean rel_l2. Cost goals (time, memory): the cheapest
     variant whose mean rel_l2 is within ACCURACY_SLACK of the baseline's. The winner replaces the
@@ -153,7 +155,7 @@ def recommended(runs: pd.DataFrame) -> pd.DataFrame:
             best, gain = BASELINE, 1.0
         names_ = [v.name for v in ablation.variants]
         overrides = ablation.variant(best).overrides if best in names_ else {}
-        setting = ", ".join(f"{k}={toggle_text(k, v)}" for k, v in overrides.items()) or "keep the default"
+        setting = set_arguments(overrides) or "keep the default"
         rows.append({"problem": problem, "ablation": name, "recommended": setting, "variant": best,
                      "goal": ablation.goal, "gain": gain, "rel_l2": means.loc[best, "rel_l2"],
                      "baseline_rel_l2": base.rel_l2, "seeds": int((group.variant == best).sum()),
