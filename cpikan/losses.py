@@ -218,7 +218,7 @@ def _flat_grad(term: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Te
 def make_balancer(name: str, weights: Mapping[str, float], options: Mapping[str, object]) -> FixedWeights:
     """The strategy for ``loss.balancing`` = `name`; `options` over the defaults of
     ``PARAMS["loss.balancing_params"][name]`` (values are checked by `cpikan.config.validate`)."""
-    opts = {key: default for key, (_, default) in PARAMS["loss.balancing_params"][name].items()} | dict(options)
+    opts = {key: param.default for key, param in PARAMS["loss.balancing_params"][name].items()} | dict(options)
     if name == "fixed":
         return FixedWeights(weights)
     return LearningRateAnnealing(weights, **opts) if name == "lra" else GradNorm(weights, **opts)

@@ -17,11 +17,12 @@ from typing import Any, Mapping
 NONE_WORDS = ("none", "null", "off")  # what an optional field reads as None
 
 
-def split(item: str) -> tuple[str, str]:
-    """``"train.grad_clip = 1.0"`` -> ``("train.grad_clip", "1.0")``; ValueError without a ``=``."""
-    key, equals, value = item.partition("=")
-    if not equals:
+def split(item: Any) -> tuple[str, str]:
+    """``"train.grad_clip = 1.0"`` -> ``("train.grad_clip", "1.0")``; ValueError for anything but
+    a string with a ``=``."""
+    if not isinstance(item, str) or "=" not in item:
         raise ValueError(f"override {item!r} is not 'key=value' (e.g. 'train.grad_clip=1.0')")
+    key, _, value = item.partition("=")
     return key.strip(), value.strip()
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import ipywidgets as w
 
 from cpikan import problems
-from cpikan.config import SECTIONS, RunConfig, get_value, schema
+from cpikan.config import SECTIONS, Param, RunConfig, get_value, schema
 from cpikan.overrides import format_value
 
 HEADLINE = ("problem", "model.arch", "profile", "seed")
@@ -72,19 +72,20 @@ class TextControl(Control):
         self.input.value = "" if value is None else format_value(value)
 
 
-def _param_widget(key: str, name: str, kind: Any, default: Any) -> w.ValueWidget:
-    if isinstance(kind, tuple):
-        widget = w.Dropdown(options=kind, value=default)
-    elif kind is bool:
-        widget = w.Checkbox(value=default, indent=True)
-    elif kind is int:
-        widget = w.IntText(value=default)
-    elif kind is float:
-        widget = w.FloatText(value=default)
+def _param_widget(key: str, name: str, param: Param) -> w.ValueWidget:
+    if param.choices:
+        widget = w.Dropdown(options=param.choices, value=param.default)
+    elif param.type is bool:
+        widget = w.Checkbox(value=param.default, indent=True)
+    elif param.type is int:
+        widget = w.IntText(value=param.default)
+    elif param.type is float:
+        widget = w.FloatText(value=param.default)
     else:
-        widget = w.Text(value=format_value(default), continuous_update=False)
-    return _labelled(widget, f"{key}.{name}", f"{kind.__name__ if isinstance(kind, type) else kind}, "
-                                               f"default {default!r}")
+        widget = w.Text(value=format_value(param.default), continuous_update=False)
+    rule = [f"must be {param.rule.text}"] if param.rule else []
+    return _labelled(widget, f"{key}.{name}", ", ".join([param.type.__name__, *rule,
+                                                          f"default {format_value(param.default)}"]))
 
 
 class ParamsControl:
@@ -107,15 +108,15 @@ class ParamsControl:
             selector.input.observe(lambda _: self._build(), "value")
         self._build()
 
-    def _table(self) -> dict[str, tuple[Any, Any]]:
+    def _table(self) -> dict[str, Param]:
         return self.tables["*"] if self.selector is None else self.tables[self.selector.input.value]
 
     def _build(self) -> None:
         if self.enabled is not None and not self.enabled.value:
             self.inputs = {}
         else:
-            self.inputs = {name: (_param_widget(self.key, name, kind, default), default)
-                           for name, (kind, default) in self._table().items()}
+            self.inputs = {name: (_param_widget(self.key, name, param), param.default)
+                           for name, param in self._table().items()}
         self.box.children = [widget for widget, _ in self.inputs.values()]
 
     def overrides(self) -> dict[str, Any]:
