@@ -97,10 +97,14 @@ class TrainConfig:
     lbfgs_float64: bool = _field(True, "run the L-BFGS phase in float64 (float32 L-BFGS tends to stop early)")
     grad_clip: float | None = _field(None, "max global L2 norm of the gradient; None: no clipping", rule=POSITIVE)
     amp: str = _field("none", "autocast the Adam phase (fp16 uses a GradScaler)", choices=("none", "bf16", "fp16"))
-    early_stopping: dict | None = _field(None, "None, or {patience, min_delta, monitor, every}")
+    early_stopping: dict | None = _field(None, "None, or {patience, min_delta}: stop when train.monitor stalls")
     scheduler: str = _field("none", "learning-rate schedule of the Adam phase",
                             choices=("none", "exponential", "cosine", "plateau", "multistep"))
     scheduler_params: dict = _field({}, "parameters of the chosen scheduler", params_for="train.scheduler")
+    monitor: str = _field("heldout", "the value early stopping and the plateau schedule watch: the PDE residual "
+                          "on held-out points, or the training loss", choices=("heldout", "loss"))
+    monitor_every: int = _field(10, "epochs between evaluations of train.monitor (when something watches it)",
+                                rule=POSITIVE)
     compile: bool = _field(False, "wrap the training step in torch.compile (taylor engine only)")
     log_every: int = _field(1, "record history every this many epochs", rule=POSITIVE)
 
@@ -166,8 +170,7 @@ SECTIONS = {"model": ModelConfig, "train": TrainConfig, "loss": LossConfig, "sam
 WARMUP = Param(int, 0, NON_NEGATIVE)  # epochs of linear warm-up before any schedule
 PARAMS: dict[str, dict[str, dict[str, Param]]] = {
     "train.early_stopping": {
-        "*": {"patience": Param(int, 500, POSITIVE), "min_delta": Param(float, 0.0, NON_NEGATIVE),
-              "monitor": Param(str, "heldout", choices=("heldout", "loss")), "every": Param(int, 10, POSITIVE)},
+        "*": {"patience": Param(int, 500, POSITIVE), "min_delta": Param(float, 0.0, NON_NEGATIVE)},
     },
     "train.scheduler_params": {
         "none": {},

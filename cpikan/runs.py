@@ -146,18 +146,17 @@ def _train_and_evaluate(cfg: RunConfig, problem: Problem, device: torch.device, 
     unknowns = ProblemParameters(problem.unknowns, problem.constants).to(device, dtype)
     s = cfg.sampling
     points = sample_points(problem, s.n_pde, s.n_bc, s.n_ic, gen, device, dtype)
-    stopping = params(cfg, "train.early_stopping")
     strategies = Strategies(
         precision=precision,
         clipper=make_clipper(cfg.train.grad_clip),
-        stopper=make_early_stopping(stopping),
+        stopper=make_early_stopping(params(cfg, "train.early_stopping")),
         schedule=Schedule(cfg.train.scheduler, cfg.train.lr, cfg.train.epochs, params(cfg, "train.scheduler_params")),
         balancer=make_balancer(cfg.loss.balancing, cfg.loss.weights, params(cfg, "loss.balancing_params")),
         sampler=make_sampler(cfg, problem, points.pde, gen),
     )
     loss = PhysicsLoss(problem, net, cfg.derivatives, unknowns)
     trainer = Trainer(loss, points, [net, unknowns], strategies, cfg.train.epochs, cfg.train.lr,
-                      monitor=stopping.get("monitor", "heldout"), monitor_every=stopping.get("every", 10),
+                      monitor=cfg.train.monitor, monitor_every=cfg.train.monitor_every,
                       heldout=heldout_points(problem, HELDOUT_POINTS, gen, device, dtype),
                       log_every=cfg.train.log_every, progress=progress, on_epoch=on_epoch,
                       compile=cfg.train.compile)

@@ -6,8 +6,8 @@ for e < W; then, counting e' = e - W over the E' = E - W remaining epochs:
 - ``exponential``: lr_0 gamma^e'
 - ``cosine``:      eta_min + (lr_0 - eta_min) (1 + cos(pi e' / E')) / 2
 - ``multistep``:   lr_0 gamma^(number of milestones m <= e'); a milestone m < 1 means m E'
-- ``plateau``:     lr multiplied by `factor` when the monitored value (the one early stopping
-                   watches: held-out residual or training loss, every `every` epochs) has not
+- ``plateau``:     lr multiplied by `factor` when the monitored value (``train.monitor``: held-out
+                   residual or training loss, every ``train.monitor_every`` epochs) has not
                    dropped below best (1 - `threshold`) for `patience` epochs; never below `min_lr`
 """
 

@@ -132,7 +132,8 @@ class NoEarlyStopping:
 
 
 class EarlyStopping(NoEarlyStopping):
-    """Stop when the monitored value has not improved by `min_delta` for `patience` epochs.
+    """Stop when the monitored value (``train.monitor``) has not improved by `min_delta` for
+    `patience` epochs.
 
     An improvement is value < best - min_delta. The best weights are kept and restored on stop.
     """

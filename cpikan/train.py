@@ -69,8 +69,9 @@ class Trainer:
         modules: what is trained and checkpointed (network first).
         strategies: the toggles' strategy objects.
         epochs, lr: Adam phase length and base rate.
-        monitor: "heldout" (PDE residual on held-out points) or "loss", when a strategy wants one.
-        monitor_every: epochs between evaluations of the monitored value.
+        monitor: the value the schedule and early stopping watch, when one of them wants it:
+            "heldout" (PDE residual on held-out points) or "loss" (see `MONITORS`).
+        monitor_every: epochs between evaluations of the monitored value (and the last epoch).
         heldout: held-out interior points for the "heldout" monitor.
         log_every: history row every this many epochs.
         on_epoch: called with each history row; returning True stops training ("stopped").
@@ -109,11 +110,8 @@ class Trainer:
                 p.copy_(keep)
 
     def monitored_value(self) -> float:
-        """For the current weights, in full precision: the weighted training loss ("loss"), or the
-        mean squared PDE residual on the held-out points ("heldout")."""
-        if self.monitor == "loss" or self.heldout is None:
-            return float(total(self.loss.terms(self.points), self.s.balancer.weights).detach())
-        return float(self.loss.residual(self.heldout).detach().square().mean())
+        """The value `monitor` names (see `MONITORS`), for the current weights, in full precision."""
+        return MONITORS[self.monitor](self)
 
     # ------------------------------------------------------------ Adam phase
 
@@ -255,6 +253,22 @@ class Trainer:
                 self._last_finite = [p.detach().clone() for p in self.params]
             self._lbfgs(lbfgs_iterations)
         return self.outcome
+
+
+def training_loss(trainer: Trainer) -> float:
+    """``train.monitor = "loss"``: the weighted training loss on all points."""
+    return float(total(trainer.loss.terms(trainer.points), trainer.s.balancer.weights).detach())
+
+
+def heldout_residual(trainer: Trainer) -> float:
+    """``train.monitor = "heldout"``: the mean squared PDE residual on the held-out points (the
+    training loss when there are none)."""
+    if trainer.heldout is None:
+        return training_loss(trainer)
+    return float(trainer.loss.residual(trainer.heldout).detach().square().mean())
+
+
+MONITORS: dict[str, Callable[[Trainer], float]] = {"heldout": heldout_residual, "loss": training_loss}
 
 
 def compile_terms(terms: Callable) -> Callable:

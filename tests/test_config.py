@@ -43,8 +43,9 @@ def test_subkey_of_dict_field_and_order_independence():
     ("train.grad_clip=-1", ["train.grad_clip", "positive"]),
     ("model.hidden=0,8", ["model.hidden"]),
     ("loss.weights.foo=1", ["foo", "pde", "bc", "ic", "data"]),
-    ("train.early_stopping={'patience': 10, 'wait': 3}", ["wait", "patience", "min_delta", "monitor"]),
-    ("train.early_stopping={'monitor': 'val'}", ["val", "'heldout'", "'loss'"]),
+    ("train.early_stopping={'patience': 10, 'wait': 3}", ["wait", "patience", "min_delta"]),
+    ("train.monitor=val", ["val", "'heldout'", "'loss'"]),
+    ("train.monitor_every=0", ["train.monitor_every=0", "positive"]),
     ("device=tpu", ["tpu", "auto", "cuda"]),
     ("no_equals_sign", ["key=value"]),
 ])

@@ -87,3 +87,11 @@ def test_training_logs_the_scheduled_rate_every_epoch():
     history = cpikan.run(cfg, progress=False).history
     assert history["lr"] == pytest.approx([5e-4, 1e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4])
     assert torch.isfinite(torch.tensor(history["loss"])).all()
+
+
+def test_plateau_watches_train_monitor_without_early_stopping():
+    cfg = cpikan.RunConfig(problem="poisson1d", profile="smoke", device="cpu").override(
+        "train.epochs=6", "train.scheduler=plateau", "train.monitor=loss", "train.monitor_every=2")
+    history = cpikan.run(cfg, progress=False).history
+    assert [value is not None for value in history["monitor"]] == [True, False, True, False, True, True]
+    assert cpikan.run(cfg.override("train.scheduler=none"), progress=False).history["monitor"] == [None] * 6

@@ -18,8 +18,8 @@ def short(*overrides, epochs=15):
 
 @pytest.mark.parametrize("overrides", [
     (), ("train.grad_clip=1.0",), ("train.amp=bf16",),
-    ("train.early_stopping={'patience': 5, 'every': 1}",),
-    ("train.early_stopping={'monitor': 'loss'}",),
+    ("train.early_stopping={'patience': 5}", "train.monitor_every=1"),
+    ("train.early_stopping={}", "train.monitor=loss"),
 ])
 def test_each_stage1_toggle_runs_and_records_history(overrides):
     result = short(*overrides)
@@ -52,8 +52,8 @@ def test_clipping_acts_in_training_and_logs_pre_clip_norms():
 
 
 def test_early_stopping_stops_on_a_plateau_and_restores_the_best_weights():
-    result = short("train.lr=1e-9", "train.early_stopping={'patience': 4, 'every': 1, 'monitor': 'loss', "
-                   "'min_delta': 1e-3}", epochs=200)
+    result = short("train.lr=1e-9", "train.early_stopping={'patience': 4, 'min_delta': 1e-3}", "train.monitor=loss",
+                   "train.monitor_every=1", epochs=200)
     m = result.metrics
     assert m["stop_reason"] == "early_stopping"
     assert m["epochs_run"] == m["best_epoch"] + 4 + 1 < 20
