@@ -19,13 +19,14 @@ import contextvars
 import dataclasses
 import typing
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, TypeVar
 
 from cpikan import overrides
 
 PROFILES = ("smoke", "quick", "full")
 LOSS_TERMS = ("pde", "bc", "ic", "data")
 DEFAULT_DEGREE = 5  # the paper's Chebyshev degree K
+T = TypeVar("T")
 _VALIDATING: contextvars.ContextVar[bool] = contextvars.ContextVar("cpikan_validating", default=True)
 
 
@@ -203,6 +204,12 @@ PARAMS: dict[str, dict[str, dict[str, Param]]] = {
               "resample": Param(bool, False)},
     },
 }
+
+
+def pick(registry: Mapping[str, T], key: str, choice: str) -> T:
+    """``registry[choice]``, or a ConfigError naming `key` and `choice` and listing the registry's keys."""
+    _check(key, choice, tuple(registry), None)
+    return registry[choice]
 
 
 def check_profile(profile: Any, name: str = "profile") -> str:

@@ -6,8 +6,16 @@ import pytest
 import torch
 
 import cpikan
-from cpikan.config import ConfigError
-from cpikan.losses import FixedWeights, GradNorm, LearningRateAnnealing, make_balancer
+from cpikan.config import ConfigError, params
+from cpikan.losses import BALANCERS, FixedWeights, GradNorm, LearningRateAnnealing
+
+
+def make_balancer(name: str, weights: dict[str, float], options: dict) -> FixedWeights:
+    """The balancer a run builds for ``loss.balancing=name`` with these weights and parameters:
+    `options` over the config's defaults."""
+    cfg = cpikan.RunConfig().override({"loss.balancing": name, "loss.weights": weights,
+                                       "loss.balancing_params": options})
+    return BALANCERS[name](cfg.loss.weights, **params(cfg, "loss.balancing_params"))
 
 
 def toy(bc_offset: float = 0.0) -> tuple[dict[str, torch.Tensor], list[torch.nn.Parameter]]:

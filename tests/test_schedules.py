@@ -7,14 +7,14 @@ import torch
 
 import cpikan
 from cpikan.config import params
-from cpikan.schedules import Schedule
+from cpikan.schedules import SCHEDULES
 
 LR, EPOCHS = 0.01, 20
 
 
 def schedule(name, **options):
     cfg = cpikan.RunConfig().override({"train.scheduler": name, "train.scheduler_params": options})
-    return Schedule(name, LR, EPOCHS, params(cfg, "train.scheduler_params"))
+    return SCHEDULES[name](LR, EPOCHS, **params(cfg, "train.scheduler_params"))
 
 
 def rates(s, epochs=range(EPOCHS)):

@@ -71,23 +71,34 @@ def test_early_stopping_stops_on_a_plateau_and_restores_the_best_weights():
 
 
 def test_a_nonfinite_loss_stops_the_run_with_last_finite_weights_and_a_run_file(tmp_path):
-    calls = {"n": 0}
-    base = cpikan.problems.get("poisson1d")
-
-    def residual(d, x):
-        calls["n"] += 1
-        r = base.residual(d, x)
-        return r * math.nan if calls["n"] > 6 else r
-
-    problem = cpikan.Problem(box=base.box, residual=residual, conditions=base.conditions, exact=base.exact,
-                             sizes=base.sizes, name="poisson1d_nan")
-    result = cpikan.run(SMOKE.override("train.epochs=50"), problem=problem, progress=False)
+    result = cpikan.run(SMOKE.override("train.epochs=50"), problem=nan_after(6), progress=False)
     assert result.metrics["stop_reason"] == "nonfinite"
     assert result.metrics["epochs_run"] == 6
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
     assert math.isfinite(result.metrics["rel_l2"])
     saved = cpikan.RunResult.load(result.save(tmp_path / "run.json"))
     assert saved.metrics["stop_reason"] == "nonfinite"
+
+
+def nan_after(calls: int) -> cpikan.Problem:
+    """poisson1d whose residual turns NaN after `calls` evaluations (one per training step)."""
+    count = {"n": 0}
+    base = cpikan.problems.get("poisson1d")
+
+    def residual(d, x):
+        count["n"] += 1
+        r = base.residual(d, x)
+        return r * math.nan if count["n"] > calls else r
+
+    return cpikan.Problem(box=base.box, residual=residual, conditions=base.conditions, exact=base.exact,
+                          sizes=base.sizes, name="poisson1d_nan")
+
+
+def test_under_amp_a_nonfinite_step_is_skipped_and_counted_not_the_end_of_the_run():
+    result = cpikan.run(SMOKE.override("train.epochs=50", "train.amp=bf16"), problem=nan_after(6), progress=False)
+    assert result.metrics["stop_reason"] == "max_epochs" and result.metrics["epochs_run"] == 50
+    assert result.metrics["amp_skipped"] == 44
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 
 def test_fp16_on_cpu_is_refused_with_a_clear_error():
