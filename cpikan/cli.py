@@ -8,10 +8,9 @@ from pathlib import Path
 
 from cpikan import problems
 from cpikan.config import PROFILES, ConfigError, RunConfig, schema
+from cpikan.metrics import RUN_METRICS
 from cpikan.overrides import format_value
 
-SHOWN_METRICS = ("rel_l2", "max_abs_err", "final_loss", "epochs_run", "stop_reason", "wall_time_s",
-                 "time_per_epoch_ms", "peak_mem_mb", "device")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -21,8 +20,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = cfg.override(*args.set)
     result = run(cfg, progress=not args.quiet)
     extra = [k for k in result.metrics if k.endswith("_rel_err") or k in (result.problem.true_unknowns or {})]
-    width = max(map(len, SHOWN_METRICS + tuple(extra)))
-    for key in (*SHOWN_METRICS, *extra):
+    width = max(map(len, RUN_METRICS + tuple(extra)))
+    for key in (*RUN_METRICS, *extra):
         value = result.metrics[key]
         print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     if args.out:

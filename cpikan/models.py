@@ -14,12 +14,15 @@ Architectures (``model.arch``), hidden widths h_1..h_L, Chebyshev degree K:
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
-from cpikan.config import ConfigError, pick
+from cpikan.config import ConfigError, RunConfig, pick
+
+if TYPE_CHECKING:
+    from cpikan.problems.base import Box
 
 def chebyshev_basis(s: torch.Tensor, degree: int) -> torch.Tensor:
     """T_0..T_K at s by the recurrence T_{k+1} = 2 s T_k - T_{k-1}; shape (*s.shape, K+1).
@@ -151,6 +154,15 @@ def build_network(arch: str, lo: Sequence[float], hi: Sequence[float], hidden: S
     net = Network(scaling + spec.layers(widths, degree, pick(NORMS, "model.norm", norm)), len(lo))
     initialize(net, init)
     return net
+
+
+def initial_network(cfg: RunConfig, box: Box) -> Network:
+    """The untrained network of a resolved config on `box`: `build_network` drawn right after
+    ``torch.manual_seed(cfg.seed)``, in a fork of torch's random state (left as it was)."""
+    m = cfg.model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return build_network(m.arch, box.lo, box.hi, m.hidden, m.degree, m.norm, m.init)
 
 
 class Init(NamedTuple):

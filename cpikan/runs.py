@@ -19,7 +19,7 @@ from cpikan.config import ConfigError, RunConfig, params, resolve
 from cpikan.losses import BALANCERS, PhysicsLoss, ProblemParameters
 from cpikan.metrics import (device_name, max_abs_error, peak_memory_mb, predict, relative_l2,
                             reset_peak_memory, versions)
-from cpikan.models import build_network
+from cpikan.models import initial_network
 from cpikan.problems.base import Problem
 from cpikan.sampling import PointSets, make_sampler, sample_points
 from cpikan.schedules import SCHEDULES
@@ -153,10 +153,8 @@ def build_strategies(cfg: RunConfig, problem: Problem, points: PointSets, gen: t
 
 def _train_and_evaluate(cfg: RunConfig, problem: Problem, device: torch.device, dtype: torch.dtype,
                         progress: bool, on_epoch: Callable[[dict], bool | None] | None) -> RunResult:
-    torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    m = cfg.model
-    net = build_network(m.arch, problem.box.lo, problem.box.hi, m.hidden, m.degree, m.norm, m.init).to(device, dtype)
+    net = initial_network(cfg, problem.box).to(device, dtype)
     unknowns = ProblemParameters(problem.unknowns, problem.constants).to(device, dtype)
     s = cfg.sampling
     points = sample_points(problem, s.n_pde, s.n_bc, s.n_ic, gen, device, dtype)
