@@ -12,7 +12,6 @@ from cpikan.metrics import RUN_METRICS
 from cpikan.overrides import format_value
 
 
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from cpikan.runs import run
 

@@ -24,6 +24,7 @@ from cpikan.config import ConfigError, RunConfig, pick
 if TYPE_CHECKING:
     from cpikan.problems.base import Box
 
+
 def chebyshev_basis(s: torch.Tensor, degree: int) -> torch.Tensor:
     """T_0..T_K at s by the recurrence T_{k+1} = 2 s T_k - T_{k-1}; shape (*s.shape, K+1).
 
@@ -139,6 +140,7 @@ class Arch(NamedTuple):
     layers: Callable[[Sequence[int], int, bool], list[nn.Module]]
 
 
+# model.arch -> Arch
 ARCHS = {"scaled_cpikan": Arch(True, kan_layers), "cpikan": Arch(False, kan_layers),
          "scaled_pinn": Arch(True, mlp_layers), "pinn": Arch(False, mlp_layers)}
 NORMS = {"none": False, "layernorm": True}  # model.norm -> whether a Squash applies LayerNorm before tanh
@@ -173,6 +175,7 @@ class Init(NamedTuple):
     orthogonal: bool = False
 
 
+# model.init -> Init
 INITS = {
     "xavier": Init(lambda fan_in, fan_out: math.sqrt(2.0 / (fan_in + fan_out))),
     "kaiming": Init(lambda fan_in, fan_out: math.sqrt(1.0 / fan_in)),

@@ -139,8 +139,8 @@ class Trainer:
     """
 
     def __init__(self, loss: PhysicsLoss, points: PointSets, modules: list[torch.nn.Module],
-                 strategies: Strategies, epochs: int, lr: float, monitor: str = "heldout",
-                 monitor_every: int = 10, heldout: torch.Tensor | None = None, log_every: int = 1,
+                 strategies: Strategies, epochs: int, lr: float, monitor: str, monitor_every: int,
+                 heldout: torch.Tensor | None = None, log_every: int = 1,
                  progress: bool = False, on_epoch: Callable[[dict], bool | None] | None = None,
                  compile: bool = False) -> None:
         self.loss, self.points, self.modules, self.s = loss, points, modules, strategies

@@ -24,9 +24,9 @@ import ipywidgets as w
 import plotly.graph_objects as go
 
 from cpikan.config import ConfigError, RunConfig, diff, resolve
-from cpikan.overrides import format_value, set_arguments
 from cpikan.explorer.form import ConfigForm
 from cpikan.explorer.figures import PLOT, field_figure, loss_traces, metrics_table, sync_traces
+from cpikan.overrides import format_value, set_arguments
 from cpikan.problems.base import Problem
 from cpikan.runs import RunResult, build_problem, run, run_path
 
