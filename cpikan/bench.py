@@ -272,7 +272,7 @@ def _amp_row(problem: str, amp: str, dev: torch.device, sizes: CheckSizes) -> li
     if amp == "fp16" and dev.type != "cuda":
         return [row | {"note": "skipped: fp16 needs CUDA"}]
     cfg = RunConfig(problem=problem, profile=sizes.amp_profile, device=str(dev)).override(
-        {"train.amp": amp, "train.epochs": sizes.amp_epochs, "train.lbfgs_epochs": 0})
+        {"train.amp": amp, "train.epochs": sizes.amp_epochs, "train.lbfgs_iterations": 0})
     return [row | _timed(cfg, f"{sizes.amp_epochs} Adam epochs")]
 
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from cpikan import problems
 from cpikan.config import PROFILES, ConfigError, RunConfig, schema
-
-SHOWN_METRICS = ("rel_l2", "max_abs_err", "final_loss", "epochs_run", "stop_reason", "wall_time_s",
-                 "time_per_epoch_ms", "peak_mem_mb", "device")
+from cpikan.metrics import RUN_METRICS
+from cpikan.overrides import format_value
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -21,8 +19,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = cfg.override(*args.set)
     result = run(cfg, progress=not args.quiet)
     extra = [k for k in result.metrics if k.endswith("_rel_err") or k in (result.problem.true_unknowns or {})]
-    width = max(map(len, SHOWN_METRICS + tuple(extra)))
-    for key in (*SHOWN_METRICS, *extra):
+    width = max(map(len, RUN_METRICS + tuple(extra)))
+    for key in (*RUN_METRICS, *extra):
         value = result.metrics[key]
         print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     if args.out:
@@ -41,7 +39,7 @@ def _cmd_problems(args: argparse.Namespace) -> int:
 def _cmd_keys(args: argparse.Namespace) -> int:
     for row in schema():
         choices = f" {{{', '.join(row['choices'])}}}" if row["choices"] else ""
-        print(f"{row['key']:<28} default={json.dumps(row['default'])}{choices}  {row['help']}")
+        print(f"{row['key']:<28} default={format_value(row['default'])}{choices}  {row['help']}")
     return 0
 
 

@@ -15,7 +15,6 @@ from typing import Mapping
 
 import torch
 
-from cpikan.config import PARAMS
 from cpikan.derivatives import ENGINES, Derivatives, Plan, TaylorDerivatives, discover_plan
 from cpikan.problems.base import Dirichlet, Initial, Periodic, Problem
 from cpikan.sampling import ConditionPoints, PointSets
@@ -262,13 +261,8 @@ def _grads(term: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.T
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
 
 
-def make_balancer(name: str, weights: Mapping[str, float], options: Mapping[str, object]) -> FixedWeights:
-    """The strategy for ``loss.balancing`` = `name`; `options` over the defaults of
-    ``PARAMS["loss.balancing_params"][name]`` (values are checked by `cpikan.config.validate`)."""
-    opts = {key: default for key, (_, default) in PARAMS["loss.balancing_params"][name].items()} | dict(options)
-    if name == "fixed":
-        return FixedWeights(weights)
-    return LearningRateAnnealing(weights, **opts) if name == "lra" else GradNorm(weights, **opts)
+# loss.balancing -> its class, built as cls(weights, **params(cfg, "loss.balancing_params"))
+BALANCERS: dict[str, type[FixedWeights]] = {"fixed": FixedWeights, "gradnorm": GradNorm, "lra": LearningRateAnnealing}
 
 
 def total(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Relative L2 and max error, peak memory, device and version facts for run records."""
+"""Relative L2 and max error, peak memory, device and version facts for run records, and the
+names of the metrics every run records (`RUN_METRICS`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+# What every run records (DESIGN §5), in the order summaries show it; a run file also holds the
+# versions, L-BFGS and skip counts and, for inverse problems, each recovered parameter and its error.
+RUN_METRICS = ("rel_l2", "max_abs_err", "final_loss", "epochs_run", "stop_reason", "wall_time_s",
+               "time_per_epoch_ms", "peak_mem_mb", "device")
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")

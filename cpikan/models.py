@@ -14,14 +14,15 @@ Architectures (``model.arch``), hidden widths h_1..h_L, Chebyshev degree K:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
-from cpikan.config import ConfigError
+from cpikan.config import ConfigError, RunConfig, pick
 
-INITS = ("xavier", "kaiming", "orthogonal", "small_random")
+if TYPE_CHECKING:
+    from cpikan.problems.base import Box
 
 
 def chebyshev_basis(s: torch.Tensor, degree: int) -> torch.Tensor:
@@ -113,29 +114,74 @@ class Network(nn.Module):
         return h[:, 0]
 
 
+def kan_layers(widths: Sequence[int], degree: int, layernorm: bool) -> list[nn.Module]:
+    """[Squash -> Cheb(n_i, n_{i+1}, K)] per layer; no LayerNorm in front of the first."""
+    ops: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        ops += [Squash(n_in, layernorm and i > 0), ChebyKANLayer(n_in, n_out, degree)]
+    return ops
+
+
+def mlp_layers(widths: Sequence[int], degree: int, layernorm: bool) -> list[nn.Module]:
+    """Linear -> [Squash -> Linear]*; `degree` is not used."""
+    ops: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        if i > 0:
+            ops.append(Squash(n_in, layernorm))
+        ops.append(nn.Linear(n_in, n_out))
+    return ops
+
+
+class Arch(NamedTuple):
+    """An architecture: whether the coordinates are first mapped to [-1, 1], and its layer stack
+    ``layers(widths, degree, layernorm)``."""
+
+    domain_scaling: bool
+    layers: Callable[[Sequence[int], int, bool], list[nn.Module]]
+
+
+# model.arch -> Arch
+ARCHS = {"scaled_cpikan": Arch(True, kan_layers), "cpikan": Arch(False, kan_layers),
+         "scaled_pinn": Arch(True, mlp_layers), "pinn": Arch(False, mlp_layers)}
+NORMS = {"none": False, "layernorm": True}  # model.norm -> whether a Squash applies LayerNorm before tanh
+
+
 def build_network(arch: str, lo: Sequence[float], hi: Sequence[float], hidden: Sequence[int],
                   degree: int, norm: str = "none", init: str = "xavier") -> Network:
-    """The network for ``model.arch`` on the box [lo, hi] with the given hidden widths."""
-    d = len(lo)
-    widths = [d, *hidden, 1]
-    layernorm = norm == "layernorm"
-    ops: list[nn.Module] = []
-    if arch in ("scaled_cpikan", "scaled_pinn"):
-        ops.append(DomainScaling(lo, hi))
-    elif arch not in ("cpikan", "pinn"):
-        raise ConfigError(f"model.arch={arch!r} is not valid; choose scaled_cpikan, cpikan, scaled_pinn or pinn")
-    if arch.endswith("cpikan"):
-        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
-            ops.append(Squash(n_in, layernorm and i > 0))
-            ops.append(ChebyKANLayer(n_in, n_out, degree))
-    else:
-        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
-            if i > 0:
-                ops.append(Squash(n_in, layernorm))
-            ops.append(nn.Linear(n_in, n_out))
-    net = Network(ops, d)
+    """The network for ``model.arch`` on the box [lo, hi] with the given hidden widths, drawn by
+    ``model.init`` from torch's global random state."""
+    spec = pick(ARCHS, "model.arch", arch)
+    widths = [len(lo), *hidden, 1]
+    scaling = [DomainScaling(lo, hi)] if spec.domain_scaling else []
+    net = Network(scaling + spec.layers(widths, degree, pick(NORMS, "model.norm", norm)), len(lo))
     initialize(net, init)
     return net
+
+
+def initial_network(cfg: RunConfig, box: Box) -> Network:
+    """The untrained network of a resolved config on `box`: `build_network` drawn right after
+    ``torch.manual_seed(cfg.seed)``, in a fork of torch's random state (left as it was)."""
+    m = cfg.model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return build_network(m.arch, box.lo, box.hi, m.hidden, m.degree, m.norm, m.init)
+
+
+class Init(NamedTuple):
+    """An initialization scheme: the scale of the entries it draws, ``scale(fan_in, fan_out)``:
+    the std of a normal draw, or the root mean square of an `orthogonal` one."""
+
+    scale: Callable[[int, int], float]
+    orthogonal: bool = False
+
+
+# model.init -> Init
+INITS = {
+    "xavier": Init(lambda fan_in, fan_out: math.sqrt(2.0 / (fan_in + fan_out))),
+    "kaiming": Init(lambda fan_in, fan_out: math.sqrt(1.0 / fan_in)),
+    "orthogonal": Init(lambda fan_in, fan_out: math.sqrt(1.0 / fan_in), orthogonal=True),
+    "small_random": Init(lambda fan_in, fan_out: 1.0 / fan_in),
+}
 
 
 def initialize(net: nn.Module, scheme: str) -> None:
@@ -156,8 +202,7 @@ def initialize(net: nn.Module, scheme: str) -> None:
     - ``small_random``: 1 / fan_in. The ChebyKAN reference code; outputs start about
       sqrt(fan_in) times smaller than with kaiming and grow during training.
     """
-    if scheme not in INITS:
-        raise ConfigError(f"model.init={scheme!r} is not valid; choose one of {', '.join(INITS)}")
+    init = pick(INITS, "model.init", scheme)
     for module in net.modules():
         if isinstance(module, ChebyKANLayer):
             weight, n_basis = module.coeffs, module.degree + 1
@@ -168,20 +213,13 @@ def initialize(net: nn.Module, scheme: str) -> None:
             continue
         fan_out, fan_in = weight.shape[0] * n_basis, weight[0].numel()
         with torch.no_grad():
-            if scheme == "orthogonal":
+            if init.orthogonal:
                 gain = math.sqrt(max(1.0, weight.shape[0] / fan_in))
                 nn.init.orthogonal_(weight.view(weight.shape[0], -1), gain=gain)
             else:
-                nn.init.normal_(weight, 0.0, init_std(scheme, fan_in, fan_out))
+                nn.init.normal_(weight, 0.0, init.scale(fan_in, fan_out))
 
 
 def init_std(scheme: str, fan_in: int, fan_out: int) -> float:
     """Scale of the entries each scheme draws (see `initialize`); for ``orthogonal`` the root mean square."""
-    if scheme not in INITS:
-        raise ConfigError(f"model.init={scheme!r} is not valid; choose one of {', '.join(INITS)}")
-    return {
-        "xavier": math.sqrt(2.0 / (fan_in + fan_out)),
-        "kaiming": math.sqrt(1.0 / fan_in),
-        "orthogonal": math.sqrt(1.0 / fan_in),
-        "small_random": 1.0 / fan_in,
-    }[scheme]
+    return pick(INITS, "model.init", scheme).scale(fan_in, fan_out)

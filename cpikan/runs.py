@@ -16,14 +16,14 @@ import torch
 
 from cpikan import problems as registry
 from cpikan.config import ConfigError, RunConfig, params, resolve
-from cpikan.losses import PhysicsLoss, ProblemParameters, make_balancer
+from cpikan.losses import BALANCERS, PhysicsLoss, ProblemParameters
 from cpikan.metrics import (device_name, max_abs_error, peak_memory_mb, predict, relative_l2,
                             reset_peak_memory, versions)
-from cpikan.models import build_network
+from cpikan.models import initial_network
 from cpikan.problems.base import Problem
-from cpikan.sampling import make_sampler, sample_points
-from cpikan.schedules import Schedule
-from cpikan.stability import make_clipper, make_early_stopping, make_precision
+from cpikan.sampling import PointSets, make_sampler, sample_points
+from cpikan.schedules import SCHEDULES
+from cpikan.stability import PRECISIONS, make_clipper, make_early_stopping
 from cpikan.train import Strategies, Trainer, heldout_points
 
 HELDOUT_POINTS = 1024
@@ -136,34 +136,38 @@ def run(cfg: RunConfig, problem: Problem | None = None, progress: bool | None = 
         return _train_and_evaluate(cfg, problem, device, dtype, progress, on_epoch)
 
 
+def build_strategies(cfg: RunConfig, problem: Problem, points: PointSets, gen: torch.Generator,
+                     device: torch.device, dtype: torch.dtype) -> Strategies:
+    """The toggles of a resolved config as the trainer's strategy objects: each picked from its
+    module's registry by the config's choice and given that choice's full parameters."""
+    t = cfg.train
+    return Strategies(
+        precision=PRECISIONS[t.amp](device, dtype),
+        clipper=make_clipper(t.grad_clip),
+        stopper=make_early_stopping(params(cfg, "train.early_stopping")),
+        schedule=SCHEDULES[t.scheduler](t.lr, t.epochs, **params(cfg, "train.scheduler_params")),
+        balancer=BALANCERS[cfg.loss.balancing](cfg.loss.weights, **params(cfg, "loss.balancing_params")),
+        sampler=make_sampler(cfg, problem, points.pde, gen),
+    )
+
+
 def _train_and_evaluate(cfg: RunConfig, problem: Problem, device: torch.device, dtype: torch.dtype,
                         progress: bool, on_epoch: Callable[[dict], bool | None] | None) -> RunResult:
-    precision = make_precision(cfg.train.amp, device, dtype)
-    torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    m = cfg.model
-    net = build_network(m.arch, problem.box.lo, problem.box.hi, m.hidden, m.degree, m.norm, m.init).to(device, dtype)
+    net = initial_network(cfg, problem.box).to(device, dtype)
     unknowns = ProblemParameters(problem.unknowns, problem.constants).to(device, dtype)
     s = cfg.sampling
     points = sample_points(problem, s.n_pde, s.n_bc, s.n_ic, gen, device, dtype)
-    stopping = params(cfg, "train.early_stopping")
-    strategies = Strategies(
-        precision=precision,
-        clipper=make_clipper(cfg.train.grad_clip),
-        stopper=make_early_stopping(stopping),
-        schedule=Schedule(cfg.train.scheduler, cfg.train.lr, cfg.train.epochs, params(cfg, "train.scheduler_params")),
-        balancer=make_balancer(cfg.loss.balancing, cfg.loss.weights, params(cfg, "loss.balancing_params")),
-        sampler=make_sampler(cfg, problem, points.pde, gen),
-    )
+    strategies = build_strategies(cfg, problem, points, gen, device, dtype)
     loss = PhysicsLoss(problem, net, cfg.derivatives, unknowns)
     trainer = Trainer(loss, points, [net, unknowns], strategies, cfg.train.epochs, cfg.train.lr,
-                      monitor=stopping.get("monitor", "heldout"), monitor_every=stopping.get("every", 10),
+                      monitor=cfg.train.monitor, monitor_every=cfg.train.monitor_every,
                       heldout=heldout_points(problem, HELDOUT_POINTS, gen, device, dtype),
                       log_every=cfg.train.log_every, progress=progress, on_epoch=on_epoch,
                       compile=cfg.train.compile)
     reset_peak_memory(device)
     started = time.perf_counter()
-    outcome = trainer.fit(cfg.train.lbfgs_epochs, torch.float64 if cfg.train.lbfgs_float64 else None)
+    outcome = trainer.fit(cfg.train.lbfgs_iterations, torch.float64 if cfg.train.lbfgs_float64 else None)
     wall = time.perf_counter() - started
     peak = peak_memory_mb(device)
 

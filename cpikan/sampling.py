@@ -103,6 +103,23 @@ def sample_points(problem: Problem, n_pde: int, n_bc: int, n_ic: int, gen: torch
     return PointSets(pde, conditions, data_x, data_u)
 
 
+def minibatches(points: torch.Tensor, count: int, axis: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """``mode = "minibatch"``: indices of a random permutation of the points cut into `count`
+    near-equal parts."""
+    return list(torch.tensor_split(torch.randperm(points.shape[0], generator=gen).to(points.device), count))
+
+
+def patches(points: torch.Tensor, count: int, axis: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """``mode = "patches"``: indices of `count` slabs along `axis`, cut at the points' quantiles
+    so each holds an equal share of the points (never an empty batch), in a random order."""
+    slabs = torch.tensor_split(points[:, axis].argsort(), count)
+    return [slabs[i] for i in torch.randperm(count, generator=gen)]
+
+
+# sampling.batches.mode -> how a cloud (N, d) is cut: the index tensors of the batches
+BATCHINGS = {"minibatch": minibatches, "patches": patches}
+
+
 class Collocation:
     """Interior collocation: the current cloud `points` (N, d), cut into `count` batches per epoch.
 
@@ -116,17 +133,14 @@ class Collocation:
         box: the domain, for fresh uniform points.
         gen: seeded CPU generator (float64 draws) behind every random choice.
         count: batches per epoch, 1 <= count <= N.
-        mode: "minibatch": a random permutation cut into `count` near-equal parts;
-            "patches": `count` slabs along the box's longest axis, cut at the points' quantiles
-            so each slab holds an equal share of the points (never an empty batch); visited
-            in a random order.
+        mode: how the cloud is cut, a key of `BATCHINGS`: "minibatch" or "patches".
         resample: replace the cloud by a fresh draw (`redraw`) at the start of every epoch after the first.
     """
 
     def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, count: int = 1,
                  mode: str = "minibatch", resample: bool = False) -> None:
         self.points, self.box, self.gen = points, box, gen
-        self.count, self.mode, self.resample = count, mode, resample
+        self.count, self.split, self.resample = count, BATCHINGS[mode], resample
         self.n_base = points.shape[0]
         self.axis = max(range(box.dim), key=lambda a: box.hi[a] - box.lo[a])
 
@@ -143,13 +157,7 @@ class Collocation:
             self.points = self.redraw()
         if self.count == 1:
             return [self.points]
-        n = self.points.shape[0]
-        if self.mode == "patches":
-            slabs = torch.tensor_split(self.points[:, self.axis].argsort(), self.count)
-            parts = [slabs[i] for i in torch.randperm(self.count, generator=self.gen)]
-        else:
-            parts = torch.tensor_split(torch.randperm(n, generator=self.gen).to(self.points.device), self.count)
-        return [self.points[i] for i in parts]
+        return [self.points[i] for i in self.split(self.points, self.count, self.axis, self.gen)]
 
     def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None:
         return None
@@ -279,6 +287,7 @@ def _spread(r: torch.Tensor) -> dict[str, float]:
     return {"median": float(q[0]), "p90": float(q[1]), "max": float(r.max())}
 
 
+# sampling.adaptive -> its class, built as cls(points, box, gen, **batching params[, epochs=Adam epochs, **adaptive params])
 SAMPLERS = {"none": Collocation, "rar": ResidualRefinement, "rad": ResidualDistribution}
 
 

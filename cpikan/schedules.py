@@ -6,70 +6,120 @@ for e < W; then, counting e' = e - W over the E' = E - W remaining epochs:
 - ``exponential``: lr_0 gamma^e'
 - ``cosine``:      eta_min + (lr_0 - eta_min) (1 + cos(pi e' / E')) / 2
 - ``multistep``:   lr_0 gamma^(number of milestones m <= e'); a milestone m < 1 means m E'
-- ``plateau``:     lr multiplied by `factor` when the monitored value (the one early stopping
-                   watches: held-out residual or training loss, every `every` epochs) has not
+- ``plateau``:     lr multiplied by `factor` when the monitored value (``train.monitor``: held-out
+                   residual or training loss, every ``train.monitor_every`` epochs) has not
                    dropped below best (1 - `threshold`) for `patience` epochs; never below `min_lr`
+
+`SCHEDULES` maps each choice to its class, built as ``cls(lr, epochs, **train.scheduler_params)``
+with the full parameters (see `cpikan.config.params`).
 """
 
 from __future__ import annotations
 
 import math
+
 import torch
 
 
-class Schedule:
-    """Sets the optimizer's lr before each epoch; `observe` feeds the monitored value (plateau).
+class Constant:
+    """``none``: lr_0 after the warm-up. The base of every schedule: the warm-up, `apply`, and
+    `observe`, which only the plateau schedule uses (`wants_monitor`).
 
     Args:
-        name: ``train.scheduler``.
         lr: base rate lr_0.
         epochs: Adam epochs E.
-        options: the full ``train.scheduler_params`` (see `cpikan.config.params`).
+        warmup: warm-up epochs W.
     """
 
-    def __init__(self, name: str, lr: float, epochs: int, options: dict) -> None:
-        self.name, self.base_lr, self.epochs = name, lr, epochs
-        self.options = dict(options)
-        self.warmup = self.options.pop("warmup", 0)
-        self.span = max(epochs - self.warmup, 1)
-        self.plateau_lr = lr
-        self._best = math.inf
-        self._best_epoch = 0
-        if name == "multistep":
-            self.milestones = sorted(m * self.span if m < 1 else m for m in self.options["milestones"])
+    wants_monitor = False
+
+    def __init__(self, lr: float, epochs: int, warmup: int = 0) -> None:
+        self.base_lr, self.epochs, self.warmup = lr, epochs, warmup
+        self.span = max(epochs - warmup, 1)
 
     def lr_at(self, epoch: int) -> float:
         """The rate of `epoch` (0-based); for plateau, the current reduced rate."""
         if epoch < self.warmup:
             return self.base_lr * (epoch + 1) / self.warmup
-        e, o = epoch - self.warmup, self.options
-        if self.name == "exponential":
-            return self.base_lr * o["gamma"] ** e
-        if self.name == "cosine":
-            return o["eta_min"] + (self.base_lr - o["eta_min"]) * (1 + math.cos(math.pi * e / self.span)) / 2
-        if self.name == "multistep":
-            return self.base_lr * o["gamma"] ** sum(m <= e for m in self.milestones)
-        if self.name == "plateau":
-            return self.plateau_lr
+        return self.rate(epoch - self.warmup)
+
+    def rate(self, e: int) -> float:
+        """The rate e' = `e` epochs after the warm-up."""
         return self.base_lr
 
     def apply(self, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+        """Set the optimizer's rate for `epoch`; returns it."""
         lr = self.lr_at(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         return lr
 
-    @property
-    def wants_monitor(self) -> bool:
-        return self.name == "plateau"
+    def observe(self, epoch: int, value: float) -> None:
+        """The monitored value after `epoch`; ignored unless `wants_monitor`."""
+        return None
+
+
+class Exponential(Constant):
+    """``exponential``: lr_0 gamma^e'."""
+
+    def __init__(self, lr: float, epochs: int, gamma: float, warmup: int = 0) -> None:
+        super().__init__(lr, epochs, warmup)
+        self.gamma = gamma
+
+    def rate(self, e: int) -> float:
+        return self.base_lr * self.gamma ** e
+
+
+class Cosine(Constant):
+    """``cosine``: eta_min + (lr_0 - eta_min) (1 + cos(pi e' / E')) / 2."""
+
+    def __init__(self, lr: float, epochs: int, eta_min: float, warmup: int = 0) -> None:
+        super().__init__(lr, epochs, warmup)
+        self.eta_min = eta_min
+
+    def rate(self, e: int) -> float:
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * e / self.span)) / 2
+
+
+class MultiStep(Constant):
+    """``multistep``: lr_0 gamma^(milestones passed); a milestone m < 1 means m E'."""
+
+    def __init__(self, lr: float, epochs: int, milestones: list[float], gamma: float, warmup: int = 0) -> None:
+        super().__init__(lr, epochs, warmup)
+        self.milestones = sorted(m * self.span if m < 1 else m for m in milestones)
+        self.gamma = gamma
+
+    def rate(self, e: int) -> float:
+        return self.base_lr * self.gamma ** sum(m <= e for m in self.milestones)
+
+
+class Plateau(Constant):
+    """``plateau``: lr times `factor` after `patience` epochs without a relative drop of
+    `threshold` in the monitored value; never below `min_lr`."""
+
+    wants_monitor = True
+
+    def __init__(self, lr: float, epochs: int, factor: float, patience: int, threshold: float, min_lr: float,
+                 warmup: int = 0) -> None:
+        super().__init__(lr, epochs, warmup)
+        self.factor, self.patience, self.threshold, self.min_lr = factor, patience, threshold, min_lr
+        self.plateau_lr = lr
+        self._best = math.inf
+        self._best_epoch = 0
+
+    def rate(self, e: int) -> float:
+        return self.plateau_lr
 
     def observe(self, epoch: int, value: float) -> None:
-        """Plateau logic on the monitored value; other schedules (and warm-up epochs) ignore it."""
-        if self.name != "plateau" or epoch < self.warmup:
+        """Plateau logic on the monitored value; warm-up epochs are ignored."""
+        if epoch < self.warmup:
             return
-        o = self.options
-        if value < self._best * (1 - o["threshold"]):
+        if value < self._best * (1 - self.threshold):
             self._best, self._best_epoch = value, epoch
-        elif epoch - self._best_epoch >= o["patience"]:
-            self.plateau_lr = max(self.plateau_lr * o["factor"], o["min_lr"])
+        elif epoch - self._best_epoch >= self.patience:
+            self.plateau_lr = max(self.plateau_lr * self.factor, self.min_lr)
             self._best_epoch = epoch
+
+
+SCHEDULES: dict[str, type[Constant]] = {"none": Constant, "exponential": Exponential, "cosine": Cosine,
+                                        "plateau": Plateau, "multistep": MultiStep}

@@ -1,7 +1,8 @@
 """Stage-1 strategies: gradient clipping, mixed precision, early stopping.
 
-Each toggle is one strategy object with a do-nothing default; the trainer calls their hooks
-and never branches on config strings.
+Each toggle is one strategy object with a do-nothing default (`cpikan.train` states the hooks
+the trainer calls); ``train.amp`` picks its class from `PRECISIONS`, every class built as
+``cls(device, dtype)``.
 
 Mixed precision (``train.amp``): only the Adam phase's forward pass runs under autocast:
 the network, the derivatives of the residual and the condition terms. Squared residuals are
@@ -50,15 +51,20 @@ class ClipNorm:
 
 
 def make_clipper(max_norm: float | None) -> NoClip | ClipNorm:
+    """Strategy for ``train.grad_clip`` (None: off)."""
     return NoClip() if max_norm is None else ClipNorm(max_norm)
 
 
 # ---------------------------------------------------------------- mixed precision
 
 class FullPrecision:
-    """``train.amp = "none"``."""
+    """``train.amp = "none"``: a non-finite loss or gradient ends the run (the NaN guard)."""
 
-    name = "none"
+    skips_nonfinite = False  # a non-finite step is skipped and counted, rather than ending the run
+    step_checks_gradients = False  # `step` itself skips a step with non-finite gradients
+
+    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+        """Every precision strategy is built from the run's device and parameter dtype."""
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
@@ -76,43 +82,51 @@ class FullPrecision:
 
 
 class Autocast(FullPrecision):
-    """bf16 (any device) or fp16 (CUDA, with a GradScaler) autocast of the forward pass."""
+    """``train.amp = "bf16"``: the forward pass under bfloat16 autocast, on any device; a step
+    with a non-finite loss or gradient is skipped and counted. Refuses float64 parameters."""
 
-    def __init__(self, name: str, device: torch.device) -> None:
-        self.name = name
+    name = "bf16"
+    amp_dtype = torch.bfloat16
+    skips_nonfinite = True
+
+    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+        if dtype == torch.float64:
+            raise ConfigError(f"train.amp={self.name!r} autocasts float32 work; it does not apply with "
+                              "dtype='float64'")
         self.device_type = device.type
-        self.dtype = torch.bfloat16 if name == "bf16" else torch.float16
-        self.scaler = torch.amp.GradScaler(device.type) if name == "fp16" else None
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device_type, dtype=self.dtype)
+        return torch.autocast(self.device_type, dtype=self.amp_dtype)
+
+
+class ScaledAutocast(Autocast):
+    """``train.amp = "fp16"`` (CUDA only): float16 autocast, the loss scaled by a GradScaler,
+    which skips a step whose gradients overflow and lowers the scale."""
+
+    name = "fp16"
+    amp_dtype = torch.float16
+    step_checks_gradients = True
+
+    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+        if device.type != "cuda":
+            raise ConfigError(f"train.amp='fp16' needs CUDA (device is {device}); on a CPU use 'bf16' or 'none'")
+        super().__init__(device, dtype)
+        self.scaler = torch.amp.GradScaler(device.type)
 
     def backward(self, loss: torch.Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        self.scaler.scale(loss).backward()
 
     def unscale(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.scaler:
-            self.scaler.unscale_(optimizer)
+        self.scaler.unscale_(optimizer)
 
     def step(self, optimizer: torch.optim.Optimizer) -> bool:
-        if not self.scaler:
-            optimizer.step()
-            return True
         scale = self.scaler.get_scale()
         self.scaler.step(optimizer)
         self.scaler.update()
         return self.scaler.get_scale() >= scale
 
 
-def make_precision(name: str, device: torch.device, dtype: torch.dtype) -> FullPrecision:
-    """Strategy for ``train.amp``; fp16 on a CPU and AMP over float64 parameters are refused."""
-    if name == "none":
-        return FullPrecision()
-    if name == "fp16" and device.type != "cuda":
-        raise ConfigError(f"train.amp='fp16' needs CUDA (device is {device}); on a CPU use 'bf16' or 'none'")
-    if dtype == torch.float64:
-        raise ConfigError(f"train.amp={name!r} autocasts float32 work; it does not apply with dtype='float64'")
-    return Autocast(name, device)
+PRECISIONS: dict[str, type[FullPrecision]] = {"none": FullPrecision, "bf16": Autocast, "fp16": ScaledAutocast}
 
 
 # ---------------------------------------------------------------- early stopping
@@ -132,7 +146,8 @@ class NoEarlyStopping:
 
 
 class EarlyStopping(NoEarlyStopping):
-    """Stop when the monitored value has not improved by `min_delta` for `patience` epochs.
+    """Stop when the monitored value (``train.monitor``) has not improved by `min_delta` for
+    `patience` epochs.
 
     An improvement is value < best - min_delta. The best weights are kept and restored on stop.
     """
@@ -160,6 +175,4 @@ class EarlyStopping(NoEarlyStopping):
 
 def make_early_stopping(options: dict) -> NoEarlyStopping:
     """Strategy for ``train.early_stopping`` given its full parameter dict (empty: off)."""
-    if not options:
-        return NoEarlyStopping()
-    return EarlyStopping(options["patience"], options["min_delta"])
+    return EarlyStopping(**options) if options else NoEarlyStopping()

@@ -5,9 +5,13 @@ One Adam epoch, for each mini-batch the sampler yields (one, in the plain recipe
     -> NaN guard -> backward -> unscale -> clip (records the pre-clip norm) -> step
 then the balancer, the sampler's refinement, the monitored value, the schedule and early stopping.
 
+The toggles reach the loop only as strategy objects, one per role (`Strategies`), through the
+hooks their Protocols below state; the loop never reads a config string.
+
 NaN guard (always on): a non-finite loss or gradient in full precision stops the run with
 ``stop_reason = "nonfinite"`` and restores the last weights that gave a finite loss. Under AMP
-such a step is skipped and counted instead; 100 skips in a row also stop the run.
+(``Precision.skips_nonfinite``) such a step is skipped and counted instead; 100 skips in a row
+also stop the run.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping, Protocol
 
 import torch
 
@@ -28,16 +33,71 @@ MAX_CONSECUTIVE_SKIPS = 100
 log = logging.getLogger(__name__)
 
 
+class Precision(Protocol):
+    """``train.amp`` (`cpikan.stability`): how the Adam phase's forward pass, backward and step run."""
+
+    skips_nonfinite: bool  # a non-finite step is skipped and counted, rather than ending the run
+    step_checks_gradients: bool  # `step` itself skips a step with non-finite gradients (a GradScaler)
+
+    def autocast(self) -> AbstractContextManager: ...
+    def backward(self, loss: torch.Tensor) -> None: ...
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None: ...
+    def step(self, optimizer: torch.optim.Optimizer) -> bool: ...  # False: the step was skipped
+
+
+class Clipper(Protocol):
+    """``train.grad_clip`` (`cpikan.stability`): clips the gradients, returns their pre-clip norm."""
+
+    def clip(self, params: list[torch.nn.Parameter]) -> float: ...
+
+
+class Stopper(Protocol):
+    """``train.early_stopping`` (`cpikan.stability`): told each monitored value, says when to stop."""
+
+    wants_monitor: bool
+    best_epoch: int | None
+
+    def update(self, epoch: int, value: float, modules: list[torch.nn.Module]) -> bool: ...
+    def restore(self, modules: list[torch.nn.Module]) -> None: ...
+
+
+class Schedule(Protocol):
+    """``train.scheduler`` (`cpikan.schedules`): sets the rate before each epoch."""
+
+    wants_monitor: bool
+
+    def apply(self, optimizer: torch.optim.Optimizer, epoch: int) -> float: ...
+    def observe(self, epoch: int, value: float) -> None: ...
+
+
+class Balancer(Protocol):
+    """``loss.balancing`` (`cpikan.losses`): the weight of each loss term, updated once per step."""
+
+    weights: dict[str, float]
+    skipped: int
+
+    def update(self, epoch: int, terms: Mapping[str, torch.Tensor], params: list[torch.nn.Parameter]) -> None: ...
+
+
+class Sampler(Protocol):
+    """``sampling.adaptive`` and ``sampling.batches`` (`cpikan.sampling`): the interior points."""
+
+    points: torch.Tensor
+
+    def batches(self, epoch: int) -> list[torch.Tensor]: ...
+    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None: ...
+
+
 @dataclass
 class Strategies:
-    """One object per toggle (see stability, schedules, losses, sampling)."""
+    """One object per toggle, built from the resolved config by `cpikan.runs.build_strategies`."""
 
-    precision: object
-    clipper: object
-    stopper: object
-    schedule: object
-    balancer: object
-    sampler: object
+    precision: Precision
+    clipper: Clipper
+    stopper: Stopper
+    schedule: Schedule
+    balancer: Balancer
+    sampler: Sampler
 
 
 @dataclass
@@ -69,8 +129,9 @@ class Trainer:
         modules: what is trained and checkpointed (network first).
         strategies: the toggles' strategy objects.
         epochs, lr: Adam phase length and base rate.
-        monitor: "heldout" (PDE residual on held-out points) or "loss", when a strategy wants one.
-        monitor_every: epochs between evaluations of the monitored value.
+        monitor: the value the schedule and early stopping watch, when one of them wants it:
+            "heldout" (PDE residual on held-out points) or "loss" (see `MONITORS`).
+        monitor_every: epochs between evaluations of the monitored value (and the last epoch).
         heldout: held-out interior points for the "heldout" monitor.
         log_every: history row every this many epochs.
         on_epoch: called with each history row; returning True stops training ("stopped").
@@ -78,8 +139,8 @@ class Trainer:
     """
 
     def __init__(self, loss: PhysicsLoss, points: PointSets, modules: list[torch.nn.Module],
-                 strategies: Strategies, epochs: int, lr: float, monitor: str = "heldout",
-                 monitor_every: int = 10, heldout: torch.Tensor | None = None, log_every: int = 1,
+                 strategies: Strategies, epochs: int, lr: float, monitor: str, monitor_every: int,
+                 heldout: torch.Tensor | None = None, log_every: int = 1,
                  progress: bool = False, on_epoch: Callable[[dict], bool | None] | None = None,
                  compile: bool = False) -> None:
         self.loss, self.points, self.modules, self.s = loss, points, modules, strategies
@@ -109,11 +170,8 @@ class Trainer:
                 p.copy_(keep)
 
     def monitored_value(self) -> float:
-        """For the current weights, in full precision: the weighted training loss ("loss"), or the
-        mean squared PDE residual on the held-out points ("heldout")."""
-        if self.monitor == "loss" or self.heldout is None:
-            return float(total(self.loss.terms(self.points), self.s.balancer.weights).detach())
-        return float(self.loss.residual(self.heldout).detach().square().mean())
+        """The value `monitor` names (see `MONITORS`), for the current weights, in full precision."""
+        return MONITORS[self.monitor](self)
 
     # ------------------------------------------------------------ Adam phase
 
@@ -131,7 +189,7 @@ class Trainer:
         s.precision.backward(loss)
         s.precision.unscale(optimizer)
         norm = s.clipper.clip(self.params)
-        if not math.isfinite(norm) and s.precision.name != "fp16":
+        if not math.isfinite(norm) and not s.precision.step_checks_gradients:
             return _floats(terms), math.nan
         applied = s.precision.step(optimizer)
         return _floats(terms), norm if applied else math.nan
@@ -151,7 +209,7 @@ class Trainer:
                 for i, batch in enumerate(s.sampler.batches(epoch)):
                     terms, norm = self._adam_step(optimizer, batch, first=i == 0)
                     if math.isnan(norm) or not all(map(math.isfinite, terms.values())):
-                        if s.precision.name == "none":
+                        if not s.precision.skips_nonfinite:
                             self._restore_last_finite()
                             raise StopTraining("nonfinite")
                         skipped, consecutive = skipped + 1, consecutive + 1
@@ -172,7 +230,8 @@ class Trainer:
                 terms = {t: v / max(n_batches, 1) for t, v in sums.items()}
                 current = total(terms, s.balancer.weights) if terms else math.nan
                 monitored = None
-                if (s.schedule.wants_monitor or s.stopper.wants_monitor) and (epoch % self.monitor_every == 0 or epoch == self.epochs - 1):
+                due = epoch % self.monitor_every == 0 or epoch == self.epochs - 1
+                if due and (s.schedule.wants_monitor or s.stopper.wants_monitor):
                     monitored = self.monitored_value()
                     s.schedule.observe(epoch, monitored)
                 elapsed = time.perf_counter() - start
@@ -255,6 +314,22 @@ class Trainer:
                 self._last_finite = [p.detach().clone() for p in self.params]
             self._lbfgs(lbfgs_iterations)
         return self.outcome
+
+
+def training_loss(trainer: Trainer) -> float:
+    """``train.monitor = "loss"``: the weighted training loss on all points."""
+    return float(total(trainer.loss.terms(trainer.points), trainer.s.balancer.weights).detach())
+
+
+def heldout_residual(trainer: Trainer) -> float:
+    """``train.monitor = "heldout"``: the mean squared PDE residual on the held-out points (the
+    training loss when there are none)."""
+    if trainer.heldout is None:
+        return training_loss(trainer)
+    return float(trainer.loss.residual(trainer.heldout).detach().square().mean())
+
+
+MONITORS: dict[str, Callable[[Trainer], float]] = {"heldout": heldout_residual, "loss": training_loss}
 
 
 def compile_terms(terms: Callable) -> Callable:

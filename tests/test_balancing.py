@@ -6,10 +6,18 @@ import pytest
 import torch
 
 import cpikan
-from cpikan.config import ConfigError
-from cpikan.losses import FixedWeights, GradNorm, LearningRateAnnealing, make_balancer, weight_matrices
+from cpikan.config import ConfigError, params
+from cpikan.losses import BALANCERS, FixedWeights, GradNorm, LearningRateAnnealing, weight_matrices
 
 TERMS = ("pde", "bc", "ic", "data")
+
+
+def make_balancer(name: str, weights: dict[str, float], options: dict) -> FixedWeights:
+    """The balancer a run builds for ``loss.balancing=name`` with these weights and parameters:
+    `options` over the config's defaults."""
+    cfg = cpikan.RunConfig().override({"loss.balancing": name, "loss.weights": weights,
+                                       "loss.balancing_params": options})
+    return BALANCERS[name](cfg.loss.weights, **params(cfg, "loss.balancing_params"))
 
 
 def lra_toy() -> tuple[dict[str, torch.Tensor], list[torch.nn.Parameter]]:

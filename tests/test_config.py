@@ -3,7 +3,8 @@
 import pytest
 
 from cpikan import problems
-from cpikan.config import ConfigError, RunConfig, all_keys, diff, params, resolve, schema
+from cpikan.config import (ConfigError, RunConfig, TrainConfig, all_keys, check_profile, diff, params, resolve,
+                           schema)
 
 
 def test_defaults_are_the_plain_recipe():
@@ -42,8 +43,9 @@ def test_subkey_of_dict_field_and_order_independence():
     ("train.grad_clip=-1", ["train.grad_clip", "positive"]),
     ("model.hidden=0,8", ["model.hidden"]),
     ("loss.weights.foo=1", ["foo", "pde", "bc", "ic", "data"]),
-    ("train.early_stopping={'patience': 10, 'wait': 3}", ["wait", "patience", "min_delta", "monitor"]),
-    ("train.early_stopping={'monitor': 'val'}", ["val", "'heldout'", "'loss'"]),
+    ("train.early_stopping={'patience': 10, 'wait': 3}", ["wait", "patience", "min_delta"]),
+    ("train.monitor=val", ["val", "'heldout'", "'loss'"]),
+    ("train.monitor_every=0", ["train.monitor_every=0", "positive"]),
     ("device=tpu", ["tpu", "auto", "cuda"]),
     ("no_equals_sign", ["key=value"]),
 ])
@@ -109,3 +111,29 @@ def test_subkeys_only_reach_into_dict_fields():
     assert cfg.problem_params == {"noise": 0.05} and cfg.train.early_stopping == {"patience": 9}
     with pytest.raises(ConfigError, match="'train.epochs' is not a dict field"):
         RunConfig().override("train.epochs.max=3")
+
+
+def test_a_config_built_directly_follows_the_same_rules_as_an_override():
+    with pytest.raises(ConfigError, match="train.amp='fp32' is not valid; choose one of 'none', 'bf16', 'fp16'"):
+        RunConfig(train=TrainConfig(amp="fp32"))
+    with pytest.raises(ConfigError, match="train.lr=0 is not valid: must be positive"):
+        RunConfig(train=TrainConfig(lr=0))
+    with pytest.raises(ConfigError, match="train.lr='fast' is not valid: must be positive"):
+        RunConfig(train=TrainConfig(lr="fast"))
+
+
+def test_parameter_rules_name_the_option_they_apply_to():
+    with pytest.raises(ConfigError, match=r"train.scheduler_params.factor=1.5 is not valid for "
+                                          r"train.scheduler='plateau': must be in \(0, 1\)"):
+        RunConfig().override("train.scheduler=plateau", "train.scheduler_params.factor=1.5")
+    with pytest.raises(ConfigError, match="sampling.batches.mode='slabs' is not valid; choose one of 'minibatch'"):
+        RunConfig().override("sampling.batches.mode=slabs")
+    with pytest.raises(ConfigError, match="sampling.batches.count=2.5 is not valid: expected int"):
+        RunConfig().override("sampling.batches.count=2.5")
+
+
+def test_check_profile_names_the_value_and_lists_the_profiles():
+    assert check_profile("quick") == "quick"
+    with pytest.raises(ConfigError, match="notebook parameter profile='huge' is not valid; choose one of "
+                                          "'smoke', 'quick', 'full'"):
+        check_profile("huge", "notebook parameter profile")

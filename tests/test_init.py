@@ -78,7 +78,7 @@ def test_linear_biases_start_at_zero_and_build_network_applies_the_scheme():
 
 
 def test_unknown_scheme_names_the_valid_ones():
-    with pytest.raises(cpikan.ConfigError, match="xavier, kaiming, orthogonal, small_random"):
+    with pytest.raises(cpikan.ConfigError, match="'xavier', 'kaiming', 'orthogonal', 'small_random'"):
         initialize(nn.Sequential(nn.Linear(2, 2)), "he")
     with pytest.raises(cpikan.ConfigError, match="model.init"):
         cpikan.RunConfig().override("model.init=he")

@@ -1,11 +1,13 @@
-"""Chebyshev basis and layer, domain scaling, network shapes."""
+"""Chebyshev basis and layer, domain scaling, network shapes, the initial network of a config."""
 
 import numpy as np
 import pytest
 import torch
 from numpy.polynomial import chebyshev as C
 
-from cpikan.models import ChebyKANLayer, DomainScaling, build_network, chebyshev_basis
+import cpikan
+from cpikan.config import resolve
+from cpikan.models import ChebyKANLayer, DomainScaling, build_network, chebyshev_basis, initial_network
 
 
 @pytest.mark.parametrize("degree", [1, 2, 5, 12])
@@ -69,3 +71,18 @@ def test_layernorm_squash_matches_torch_and_has_correct_third_derivatives():
         return gg
 
     assert torch.autograd.gradcheck(second, (h,))
+
+
+def test_initial_network_is_what_a_run_starts_from_and_leaves_torch_random_state_alone():
+    problem = cpikan.problems.get("poisson1d")
+    cfg = resolve(cpikan.RunConfig(problem="poisson1d", seed=3, device="cpu"), problem)
+    state = torch.get_rng_state()
+    net = initial_network(cfg, problem.box)
+    assert torch.equal(torch.get_rng_state(), state)
+    again = initial_network(cfg, problem.box)
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), again.parameters()))
+    # one Adam step of rate 1e-30 moves no float32 weight: the run's model is its initial network
+    started = cpikan.run(cfg.override("train.epochs=1", "train.lr=1e-30"), progress=False).model
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), started.parameters()))
+    other = initial_network(cfg.override("seed=4"), problem.box)
+    assert not torch.equal(next(net.parameters()), next(other.parameters()))

@@ -63,9 +63,9 @@ def test_headline_has_the_baseline_first_counts_shared_runs_once_and_shows_toggl
 def test_recommended_settings_follow_each_ablation_goal(store):
     table = report.recommended(report.frame(study.load_runs(store, "smoke")))
     rows = {(r.problem, r.ablation): r for r in table.itertuples()}
-    assert rows["poisson1d", "grad_clip"].recommended == "train.grad_clip=10"
+    assert rows["poisson1d", "grad_clip"].recommended == "--set train.grad_clip=10.0"
     assert rows["poisson1d", "grad_clip"].gain == pytest.approx(3.0)
-    assert rows["poisson1d", "amp"].recommended == "train.amp=bf16"  # 2x faster, error within 1.5x
+    assert rows["poisson1d", "amp"].recommended == "--set train.amp=bf16"  # 2x faster, error within 1.5x
     assert rows["poisson1d", "amp"].gain == pytest.approx(2.0)
     assert rows["helmholtz2d", "init"].recommended == "keep the default"  # 4 % better is not enough
 

@@ -7,14 +7,14 @@ import torch
 
 import cpikan
 from cpikan.config import params
-from cpikan.schedules import Schedule
+from cpikan.schedules import SCHEDULES
 
 LR, EPOCHS = 0.01, 20
 
 
 def schedule(name, **options):
     cfg = cpikan.RunConfig().override({"train.scheduler": name, "train.scheduler_params": options})
-    return Schedule(name, LR, EPOCHS, params(cfg, "train.scheduler_params"))
+    return SCHEDULES[name](LR, EPOCHS, **params(cfg, "train.scheduler_params"))
 
 
 def rates(s, epochs=range(EPOCHS)):
@@ -87,3 +87,11 @@ def test_training_logs_the_scheduled_rate_every_epoch():
     history = cpikan.run(cfg, progress=False).history
     assert history["lr"] == pytest.approx([5e-4, 1e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4])
     assert torch.isfinite(torch.tensor(history["loss"])).all()
+
+
+def test_plateau_watches_train_monitor_without_early_stopping():
+    cfg = cpikan.RunConfig(problem="poisson1d", profile="smoke", device="cpu").override(
+        "train.epochs=6", "train.scheduler=plateau", "train.monitor=loss", "train.monitor_every=2")
+    history = cpikan.run(cfg, progress=False).history
+    assert [value is not None for value in history["monitor"]] == [True, False, True, False, True, True]
+    assert cpikan.run(cfg.override("train.scheduler=none"), progress=False).history["monitor"] == [None] * 6

@@ -95,7 +95,7 @@ def test_notebook_objects_are_not_taken_for_parameters():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"profile": "huge"}, "profile='huge' is not valid; choose one of smoke, quick, full"),
+    ({"profile": "huge"}, "profile='huge' is not valid; choose one of 'smoke', 'quick', 'full'"),
     ({"seeds": 0}, "seeds=0 is not valid"),
     ({"problems": ["poisson9d"]}, "unknown problem 'poisson9d'"),
     ({"device": "tpu"}, "device='tpu' is not valid"),

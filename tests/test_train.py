@@ -18,8 +18,8 @@ def short(*overrides, epochs=15):
 
 @pytest.mark.parametrize("overrides", [
     (), ("train.grad_clip=1.0",), ("train.amp=bf16",),
-    ("train.early_stopping={'patience': 5, 'every': 1}",),
-    ("train.early_stopping={'monitor': 'loss'}",),
+    ("train.early_stopping={'patience': 5}", "train.monitor_every=1"),
+    ("train.early_stopping={}", "train.monitor=loss"),
 ])
 def test_each_stage1_toggle_runs_and_records_history(overrides):
     result = short(*overrides)
@@ -52,8 +52,8 @@ def test_clipping_acts_in_training_and_logs_pre_clip_norms():
 
 
 def test_early_stopping_stops_on_a_plateau_and_restores_the_best_weights():
-    result = short("train.lr=1e-9", "train.early_stopping={'patience': 4, 'every': 1, 'monitor': 'loss', "
-                   "'min_delta': 1e-3}", epochs=200)
+    result = short("train.lr=1e-9", "train.early_stopping={'patience': 4, 'min_delta': 1e-3}", "train.monitor=loss",
+                   "train.monitor_every=1", epochs=200)
     m = result.metrics
     assert m["stop_reason"] == "early_stopping"
     assert m["epochs_run"] == m["best_epoch"] + 4 + 1 < 20
@@ -71,23 +71,34 @@ def test_early_stopping_stops_on_a_plateau_and_restores_the_best_weights():
 
 
 def test_a_nonfinite_loss_stops_the_run_with_last_finite_weights_and_a_run_file(tmp_path):
-    calls = {"n": 0}
-    base = cpikan.problems.get("poisson1d")
-
-    def residual(d, x):
-        calls["n"] += 1
-        r = base.residual(d, x)
-        return r * math.nan if calls["n"] > 6 else r
-
-    problem = cpikan.Problem(box=base.box, residual=residual, conditions=base.conditions, exact=base.exact,
-                             sizes=base.sizes, name="poisson1d_nan")
-    result = cpikan.run(SMOKE.override("train.epochs=50"), problem=problem, progress=False)
+    result = cpikan.run(SMOKE.override("train.epochs=50"), problem=nan_after(6), progress=False)
     assert result.metrics["stop_reason"] == "nonfinite"
     assert result.metrics["epochs_run"] == 6
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
     assert math.isfinite(result.metrics["rel_l2"])
     saved = cpikan.RunResult.load(result.save(tmp_path / "run.json"))
     assert saved.metrics["stop_reason"] == "nonfinite"
+
+
+def nan_after(calls: int) -> cpikan.Problem:
+    """poisson1d whose residual turns NaN after `calls` evaluations (one per training step)."""
+    count = {"n": 0}
+    base = cpikan.problems.get("poisson1d")
+
+    def residual(d, x):
+        count["n"] += 1
+        r = base.residual(d, x)
+        return r * math.nan if count["n"] > calls else r
+
+    return cpikan.Problem(box=base.box, residual=residual, conditions=base.conditions, exact=base.exact,
+                          sizes=base.sizes, name="poisson1d_nan")
+
+
+def test_under_amp_a_nonfinite_step_is_skipped_and_counted_not_the_end_of_the_run():
+    result = cpikan.run(SMOKE.override("train.epochs=50", "train.amp=bf16"), problem=nan_after(6), progress=False)
+    assert result.metrics["stop_reason"] == "max_epochs" and result.metrics["epochs_run"] == 50
+    assert result.metrics["amp_skipped"] == 44
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 
 def test_fp16_on_cpu_is_refused_with_a_clear_error():
@@ -101,7 +112,7 @@ def test_lbfgs_after_amp_runs_in_full_precision_without_autocast():
     def watch(row):
         seen.append((row["phase"], torch.is_autocast_enabled("cpu")))
 
-    cfg = SMOKE.override("train.epochs=5", "train.amp=bf16", "train.lbfgs_epochs=5")
+    cfg = SMOKE.override("train.epochs=5", "train.amp=bf16", "train.lbfgs_iterations=5")
     result = cpikan.run(cfg, progress=False, on_epoch=watch)
     assert {phase for phase, _ in seen} == {"adam", "lbfgs"}
     assert not any(on for phase, on in seen if phase == "lbfgs")
@@ -112,7 +123,7 @@ def test_lbfgs_after_amp_runs_in_full_precision_without_autocast():
 
 
 def test_lbfgs_lowers_the_loss_after_adam():
-    result = short("train.lbfgs_epochs=30", epochs=20)
+    result = short("train.lbfgs_iterations=30", epochs=20)
     phases = result.history["phase"]
     adam_last = result.history["loss"][phases.index("lbfgs") - 1]
     assert min(result.history["loss"][phases.index("lbfgs"):]) < adam_last
@@ -124,6 +135,6 @@ def test_on_epoch_returning_true_stops_training():
 
 
 def test_on_epoch_stop_also_ends_the_lbfgs_phase():
-    cfg = SMOKE.override("train.epochs=3", "train.lbfgs_epochs=50")
+    cfg = SMOKE.override("train.epochs=3", "train.lbfgs_iterations=50")
     result = cpikan.run(cfg, progress=False, on_epoch=lambda row: row["phase"] == "lbfgs")
     assert result.metrics["stop_reason"] == "stopped" and result.metrics["lbfgs_iterations"] == 1

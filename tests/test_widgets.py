@@ -103,8 +103,8 @@ def test_struct_toggle_checkbox_turns_it_on_and_off():
     stopping = form.controls["train.early_stopping"]
     assert form.config().train.early_stopping is None and not stopping.box.children
     stopping.enabled.value = True
-    stopping.inputs["monitor"][0].value = "loss"
-    assert form.config().train.early_stopping == {"monitor": "loss"}
+    stopping.inputs["patience"][0].value = 20
+    assert form.config().train.early_stopping == {"patience": 20}
     stopping.enabled.value = False
     assert form.config().train.early_stopping is None
 

@@ -10,12 +10,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cpikan.metrics import predict
+from cpikan.metrics import RUN_METRICS, predict
 from cpikan.problems.base import Problem
 from cpikan.runs import RunResult
 
-SHOWN_METRICS = ("rel_l2", "max_abs_err", "final_loss", "epochs_run", "stop_reason", "time_per_epoch_ms",
-                 "wall_time_s")
 # one colour per loss series, so a previous run's dashed curve matches this run's solid one
 COLORS = {"loss": "black", "loss_pde": "#1f77b4", "loss_bc": "#2ca02c", "loss_ic": "#d62728", "loss_data": "#9467bd"}
 PLOT = {"height": 340, "margin": {"l": 55, "r": 20, "t": 40, "b": 45}}
@@ -94,12 +92,12 @@ def field_figure(problem: Problem, model: Any, previous: RunResult | None = None
 
 
 def metrics_table(current: dict, previous: dict | None = None) -> str:
-    """HTML table of the headline metrics, with the previous run's column when given."""
+    """HTML table of the metrics every run records (`RUN_METRICS`), with the previous run's column when given."""
     def cell(value: Any) -> str:
         return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
 
     head = "<tr><th></th><th>this run</th>" + ("<th>previous run</th>" if previous else "") + "</tr>"
     rows = "".join(f"<tr><td>{key}</td><td>{cell(current.get(key))}</td>"
                    + (f"<td>{cell(previous.get(key))}</td>" if previous else "") + "</tr>"
-                   for key in SHOWN_METRICS)
+                   for key in RUN_METRICS)
     return f"<table class='cpikan-metrics-table'>{head}{rows}</table>"

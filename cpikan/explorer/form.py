@@ -6,8 +6,8 @@ The form is generated from the schema, so a new config field gets a control with
   - a dict field with parameter tables in `PARAMS` -> a sub-form of the table's parameters:
     for a ``"*"`` table (a struct toggle, ``None`` when off) behind an "on" checkbox, otherwise
     rebuilt for the option its ``params_for`` dropdown selects;
-  - anything else -> a text box holding the value as typed on the command line (``8, 8``,
-    ``{"pde": 0.01}``, ``1e-3``); an empty box means ``None``.
+  - anything else -> a text box holding the value as typed after ``--set key=`` (``[8, 8]``,
+    ``{"pde": 0.01}``, ``0.001``; `cpikan.overrides.format_value`); an empty box means ``None``.
 Reading the form applies every control's value through `RunConfig.override`, so whatever is
 invalid raises the `ConfigError` the CLI would raise.
 
@@ -17,13 +17,13 @@ widget ``cpikan-<key>-<name>``, a sub-form box ``cpikan-<key>-form`` (browser te
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import ipywidgets as w
 
 from cpikan import problems
-from cpikan.config import SECTIONS, RunConfig, get_value, schema
+from cpikan.config import SECTIONS, Param, RunConfig, get_value, schema
+from cpikan.overrides import format_value
 
 HEADLINE = ("problem", "model.arch", "profile", "seed")
 LABEL = {"description_width": "110px"}
@@ -32,17 +32,6 @@ LABEL = {"description_width": "110px"}
 def css_class(key: str) -> str:
     """CSS class of the control of dotted `key`: ``train.amp`` -> ``cpikan-train-amp``."""
     return "cpikan-" + key.replace(".", "-").replace("_", "-")
-
-
-def as_text(value: Any) -> str:
-    """A value as typed in a text box or after ``--set key=``: None -> "", (8, 8) -> "8, 8"."""
-    if value is None:
-        return ""
-    if isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) for v in value):
-        return ", ".join(map(str, value))
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value)
-    return str(value)
 
 
 def _labelled(widget: w.Widget, key: str, help: str) -> w.Widget:
@@ -80,22 +69,23 @@ class TextControl(Control):
         return {self.key: text if text else None}
 
     def set(self, value: Any) -> None:
-        self.input.value = as_text(value)
+        self.input.value = "" if value is None else format_value(value)
 
 
-def _param_widget(key: str, name: str, kind: Any, default: Any) -> w.ValueWidget:
-    if isinstance(kind, tuple):
-        widget = w.Dropdown(options=kind, value=default)
-    elif kind is bool:
-        widget = w.Checkbox(value=default, indent=True)
-    elif kind is int:
-        widget = w.IntText(value=default)
-    elif kind is float:
-        widget = w.FloatText(value=default)
+def _param_widget(key: str, name: str, param: Param) -> w.ValueWidget:
+    if param.choices:
+        widget = w.Dropdown(options=param.choices, value=param.default)
+    elif param.type is bool:
+        widget = w.Checkbox(value=param.default, indent=True)
+    elif param.type is int:
+        widget = w.IntText(value=param.default)
+    elif param.type is float:
+        widget = w.FloatText(value=param.default)
     else:
-        widget = w.Text(value=json.dumps(default), continuous_update=False)
-    return _labelled(widget, f"{key}.{name}", f"{kind.__name__ if isinstance(kind, type) else kind}, "
-                                               f"default {default!r}")
+        widget = w.Text(value=format_value(param.default), continuous_update=False)
+    rule = [f"must be {param.rule.text}"] if param.rule else []
+    return _labelled(widget, f"{key}.{name}", ", ".join([param.type.__name__, *rule,
+                                                          f"default {format_value(param.default)}"]))
 
 
 class ParamsControl:
@@ -118,15 +108,15 @@ class ParamsControl:
             selector.input.observe(lambda _: self._build(), "value")
         self._build()
 
-    def _table(self) -> dict[str, tuple[Any, Any]]:
+    def _table(self) -> dict[str, Param]:
         return self.tables["*"] if self.selector is None else self.tables[self.selector.input.value]
 
     def _build(self) -> None:
         if self.enabled is not None and not self.enabled.value:
             self.inputs = {}
         else:
-            self.inputs = {name: (_param_widget(self.key, name, kind, default), default)
-                           for name, (kind, default) in self._table().items()}
+            self.inputs = {name: (_param_widget(self.key, name, param), param.default)
+                           for name, param in self._table().items()}
         self.box.children = [widget for widget, _ in self.inputs.values()]
 
     def overrides(self) -> dict[str, Any]:
@@ -148,8 +138,8 @@ class ParamsControl:
 
 
 def _shown(widget: w.ValueWidget, value: Any) -> Any:
-    """A parameter value as its widget holds it: JSON text in a text box (lists), else as is."""
-    return json.dumps(value) if isinstance(widget, w.Text) else value
+    """A parameter value as its widget holds it: ``--set`` text in a text box (lists), else as is."""
+    return format_value(value) if isinstance(widget, w.Text) else value
 
 
 class ConfigForm:

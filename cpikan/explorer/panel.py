@@ -13,7 +13,6 @@ shown as a message in the panel, never as a traceback.
 from __future__ import annotations
 
 import html
-import json
 import re
 import shlex
 import threading
@@ -27,6 +26,7 @@ import plotly.graph_objects as go
 from cpikan.config import ConfigError, RunConfig, diff, resolve
 from cpikan.explorer.form import ConfigForm
 from cpikan.explorer.figures import PLOT, field_figure, loss_traces, metrics_table, sync_traces
+from cpikan.overrides import format_value, set_arguments
 from cpikan.problems.base import Problem
 from cpikan.runs import RunResult, build_problem, run, run_path
 
@@ -36,22 +36,13 @@ LIVE_INTERVAL_S = 0.3  # at most ~3 loss-figure updates per second while trainin
 
 # ---------------------------------------------------------------- commands and names
 
-def _cli_value(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (tuple, list, dict)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
 def command_line(cfg: RunConfig) -> str:
     """The ``cpikan run`` command that reproduces `cfg`: a ``--set`` for each key that differs
     from ``RunConfig(problem=..., profile=...)``."""
     base = RunConfig(problem=cfg.problem, profile=cfg.profile)
-    sets = [f"--set {shlex.quote(f'{key}={_cli_value(new)}')}" for key, (_, new) in diff(base, cfg).items()]
-    return " ".join(["cpikan run", "--problem", shlex.quote(cfg.problem), "--profile", cfg.profile, *sets])
+    command = f"cpikan run --problem {shlex.quote(cfg.problem)} --profile {cfg.profile}"
+    sets = set_arguments({key: new for key, (_, new) in diff(base, cfg).items()})
+    return f"{command} {sets}" if sets else command
 
 
 def variant_name(cfg: RunConfig) -> str:
@@ -71,7 +62,7 @@ def variant_name(cfg: RunConfig) -> str:
 def _short(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return "-".join(map(str, value))
-    return _cli_value(value)
+    return format_value(value)
 
 
 def _slug(text: str) -> str:
@@ -162,7 +153,7 @@ class Explorer:
             self._say(f"invalid configuration: {err}", error=True)
             return False
         self._stop.clear()
-        self.progress.value, self.progress.max = 0, sized.train.epochs + sized.train.lbfgs_epochs
+        self.progress.value, self.progress.max = 0, sized.train.epochs + sized.train.lbfgs_iterations
         self.train_button.disabled, self.stop_button.disabled = True, False
         with self._draw:
             sync_traces(self.loss_figure, self._previous_loss_traces())

@@ -54,11 +54,11 @@ def allen_cahn1d(eps: float = EPS) -> Problem:
         weights={"pde": 1.0, "ic": 100.0, "bc": 1.0},
         sizes={
             "smoke": {"train.epochs": 20, "sampling.n_pde": 128, "sampling.n_ic": 64, "sampling.n_bc": 32,
-                      "model.hidden": (8, 8), "train.lbfgs_epochs": 0},
+                      "model.hidden": (8, 8), "train.lbfgs_iterations": 0},
             "quick": {"train.epochs": 300, "sampling.n_pde": 4000, "sampling.n_ic": 256, "sampling.n_bc": 200,
-                      "model.hidden": (12, 12), "model.degree": 10, "train.lbfgs_epochs": 2000},
+                      "model.hidden": (12, 12), "model.degree": 10, "train.lbfgs_iterations": 2000},
             "full": {"train.epochs": 40000, "sampling.n_pde": 20000, "sampling.n_ic": 512, "sampling.n_bc": 512,
-                     "model.hidden": (64, 64, 64), "train.lbfgs_epochs": 0},
+                     "model.hidden": (64, 64, 64), "train.lbfgs_iterations": 0},
         },
         name="allen_cahn1d",
     )

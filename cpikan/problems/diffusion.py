@@ -30,11 +30,11 @@ def diffusion1d(nu: float = 0.1) -> Problem:
         weights={"pde": 0.01, "ic": 1.0, "bc": 1.0},
         sizes={
             "smoke": {"train.epochs": 20, "sampling.n_pde": 128, "sampling.n_ic": 32, "sampling.n_bc": 32,
-                      "model.hidden": (8, 8), "train.lbfgs_epochs": 0},
+                      "model.hidden": (8, 8), "train.lbfgs_iterations": 0},
             "quick": {"train.epochs": 1000, "sampling.n_pde": 2000, "sampling.n_ic": 400, "sampling.n_bc": 400,
-                      "model.hidden": (8, 8), "train.lbfgs_epochs": 2000},
+                      "model.hidden": (8, 8), "train.lbfgs_iterations": 2000},
             "full": {"train.epochs": 10000, "sampling.n_pde": 2000, "sampling.n_ic": 400, "sampling.n_bc": 400,
-                     "model.hidden": (8, 8), "train.lbfgs_epochs": 0},
+                     "model.hidden": (8, 8), "train.lbfgs_iterations": 0},
         },
         name="diffusion1d",
     )

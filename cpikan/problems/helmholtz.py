@@ -31,11 +31,11 @@ def helmholtz2d(a1: float = 1.0, a2: float = 4.0, k: float = 1.0, domain_scale: 
         weights={"pde": 1.0, "bc": 100.0},  # as for Poisson: weight 1 left the boundary unfit (rel_l2 0.24 vs 0.027)
         sizes={
             "smoke": {"train.epochs": 20, "sampling.n_pde": 128, "sampling.n_bc": 64, "model.hidden": (8, 8),
-                      "train.lbfgs_epochs": 0},
+                      "train.lbfgs_iterations": 0},
             "quick": {"train.epochs": 1000, "sampling.n_pde": 1024, "sampling.n_bc": 256, "model.hidden": (16, 16),
-                      "train.lbfgs_epochs": 1000},
+                      "train.lbfgs_iterations": 1000},
             "full": {"train.epochs": 20000, "sampling.n_pde": 10000, "sampling.n_bc": 2000,
-                     "model.hidden": (32, 32, 32), "train.lbfgs_epochs": 0},
+                     "model.hidden": (32, 32, 32), "train.lbfgs_iterations": 0},
         },
         name="helmholtz2d",
     )

@@ -30,11 +30,11 @@ def poisson1d(frequency: float = 4.0) -> Problem:
         weights={"pde": 1.0, "bc": 100.0},
         sizes={
             "smoke": {"train.epochs": 30, "sampling.n_pde": 64, "sampling.n_bc": 2, "model.hidden": (8, 8),
-                      "train.lbfgs_epochs": 0},
+                      "train.lbfgs_iterations": 0},
             "quick": {"train.epochs": 1000, "sampling.n_pde": 256, "sampling.n_bc": 2, "model.hidden": (8, 8),
-                      "train.lbfgs_epochs": 1000},
+                      "train.lbfgs_iterations": 1000},
             "full": {"train.epochs": 20000, "sampling.n_pde": 1000, "sampling.n_bc": 2, "model.hidden": (32, 32),
-                     "train.lbfgs_epochs": 0},
+                     "train.lbfgs_iterations": 0},
         },
         name="poisson1d",
     )
@@ -55,11 +55,11 @@ def poisson3d() -> Problem:
         weights={"pde": 1.0, "bc": 100.0},
         sizes={
             "smoke": {"train.epochs": 20, "sampling.n_pde": 128, "sampling.n_bc": 96, "model.hidden": (8, 8),
-                      "train.lbfgs_epochs": 0},
+                      "train.lbfgs_iterations": 0},
             "quick": {"train.epochs": 500, "sampling.n_pde": 1500, "sampling.n_bc": 600, "model.hidden": (12, 12),
-                      "train.lbfgs_epochs": 3000},
+                      "train.lbfgs_iterations": 3000},
             "full": {"train.epochs": 20000, "sampling.n_pde": 20000, "sampling.n_bc": 6000,
-                     "model.hidden": (32, 32, 32), "train.lbfgs_epochs": 0},
+                     "model.hidden": (32, 32, 32), "train.lbfgs_iterations": 0},
         },
         name="poisson3d",
     )

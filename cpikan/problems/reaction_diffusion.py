@@ -16,11 +16,11 @@ TRUE_D = 1.0
 
 SIZES = {
     "smoke": {"train.epochs": 20, "sampling.n_pde": 128, "sampling.n_ic": 32, "sampling.n_bc": 32,
-              "model.hidden": (8, 8), "train.lbfgs_epochs": 0},
+              "model.hidden": (8, 8), "train.lbfgs_iterations": 0},
     "quick": {"train.epochs": 1000, "sampling.n_pde": 1000, "sampling.n_ic": 256, "sampling.n_bc": 256,
-              "model.hidden": (8, 8), "train.lbfgs_epochs": 1000},
+              "model.hidden": (8, 8), "train.lbfgs_iterations": 1000},
     "full": {"train.epochs": 20000, "sampling.n_pde": 10000, "sampling.n_ic": 1000, "sampling.n_bc": 1000,
-             "model.hidden": (32, 32, 32), "train.lbfgs_epochs": 0},
+             "model.hidden": (32, 32, 32), "train.lbfgs_iterations": 0},
 }
 
 

@@ -16,7 +16,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from cpikan.config import RunConfig, resolve
-from cpikan.models import ChebyKANLayer, build_network
+from cpikan.models import ChebyKANLayer, initial_network
 from cpikan.runs import build_problem
 from cpikan.study.registry import variant_label
 from cpikan.study.store import StudyRun
@@ -182,10 +182,7 @@ def coefficient_scales(runs: Sequence[StudyRun]) -> go.Figure:
     for r in first:
         cfg = RunConfig.from_dict(r.result.config)
         problem = build_problem(cfg)
-        cfg = resolve(cfg, problem)
-        m = cfg.model
-        torch.manual_seed(cfg.seed)
-        net = build_network(m.arch, problem.box.lo, problem.box.hi, m.hidden, m.degree, m.norm, m.init)
+        net = initial_network(resolve(cfg, problem), problem.box)
         for stage, model, dash in (("init", net, "solid"), ("trained", r.result.model, "dash")):
             if model is None:
                 continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from cpikan import problems as registry
-from cpikan.config import PROFILES, ConfigError, RunConfig
+from cpikan.config import ConfigError, RunConfig, check_profile
 from cpikan.study.registry import get
 
 _IPYTHON_NAMES = frozenset({"In", "Out"})
@@ -75,9 +75,7 @@ class StudyParameters:
 
     def __post_init__(self) -> None:
         get(self.ablation)
-        if self.profile not in PROFILES:
-            raise ConfigError(f"notebook parameter profile={self.profile!r} is not valid; choose one of "
-                              f"{', '.join(PROFILES)}")
+        check_profile(self.profile, "notebook parameter profile")
         for key in ("seeds", "threads"):
             value = getattr(self, key)
             if value is not None and (type(value) is not int or value < 1):
@@ -142,9 +140,7 @@ class ReportParameters:
     results_dir: str = "../reports"
 
     def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ConfigError(f"notebook parameter profile={self.profile!r} is not valid; choose one of "
-                              f"{', '.join(PROFILES)}")
+        check_profile(self.profile, "notebook parameter profile")
         if not isinstance(self.results_dir, str) or not self.results_dir:
             raise ConfigError(f"notebook parameter results_dir={self.results_dir!r} must be a folder path")
 

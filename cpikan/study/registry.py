@@ -131,8 +131,8 @@ _SINGLE = [
               ["poisson1d", "helmholtz2d", "reaction_diffusion1d"],
               goal="wall_time_s",
               title="early stopping",
-              intro="`train.early_stopping` stops when the monitored value (by default the PDE residual on held-out "
-                    "points) has not improved for `patience` epochs, and restores the best weights. The figure "
+              intro="`train.early_stopping` stops when the monitored value (`train.monitor`: by default the PDE residual "
+                    "on held-out points, every `train.monitor_every` = 10 epochs) has not improved for `patience` epochs, and restores the best weights. The figure "
                     "shows the epochs and wall time each variant used, and the accuracy it kept.",
               figure='figures.bars(runs, ["epochs_run", "wall_time_s", "rel_l2"])',
               story="epochs and wall time saved, and the accuracy given up"),
@@ -272,8 +272,8 @@ def plan(profile: str) -> list[dict]:
     for a in ABLATIONS.values():
         n_runs = sum(profile in v.profiles for v in a.variants) * a.seeds[profile]
         sizes = [registry.get(p).sizes.get(profile, {}) for p in a.problems[profile]]
-        work = sum(n_runs * (s.get("train.epochs", 0) + s.get("train.lbfgs_epochs", 0)) * s.get("sampling.n_pde", 0)
-                   for s in sizes)
+        work = sum(n_runs * (s.get("train.epochs", 0) + s.get("train.lbfgs_iterations", 0))
+                   * s.get("sampling.n_pde", 0) for s in sizes)
         rows.append({"ablation": a.name, "problems": ", ".join(a.problems[profile]),
                      "variants": ", ".join(v.name for v in a.variants if profile in v.profiles),
                      "seeds": a.seeds[profile],

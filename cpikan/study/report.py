@@ -15,11 +15,11 @@ from typing import Any, Sequence
 import pandas as pd
 
 from cpikan.config import schema
+from cpikan.metrics import RUN_METRICS
+from cpikan.overrides import set_arguments
 from cpikan.study.registry import ABLATIONS, BASELINE, TOGGLES, variant_label
 from cpikan.study.store import StudyRun, load_runs
 
-METRICS = ("rel_l2", "max_abs_err", "final_loss", "epochs_run", "stop_reason", "wall_time_s",
-           "time_per_epoch_ms", "peak_mem_mb", "device")
 HISTORY_METRICS = ("points_per_s",)  # last value of the run's history
 MIN_GAIN = 1.1  # a variant is recommended over the baseline only when it is this many times better
 ACCURACY_SLACK = 1.5  # for cost goals: candidates are within this factor of the baseline's rel_l2
@@ -58,11 +58,11 @@ def frame(runs: Sequence[StudyRun]) -> pd.DataFrame:
         row = {"ablation": r.ablation, "problem": r.problem, "variant": r.variant, "seed": r.seed,
                "status": res.status, "error": res.error, "run_file": str(r.path)}
         row |= {key: toggle_text(key, _config_value(res.config, key)) for key in TOGGLES}
-        row |= {m: res.metrics.get(m, math.nan) for m in METRICS}
+        row |= {m: res.metrics.get(m, math.nan) for m in RUN_METRICS}
         row |= {m: _last(res.history, m) for m in HISTORY_METRICS}
         row |= {k: v for k, v in res.metrics.items() if k.endswith("_rel_err")}
         rows.append(row)
-    columns = ["ablation", "problem", "variant", "seed", "status", "error", "run_file", *TOGGLES, *METRICS,
+    columns = ["ablation", "problem", "variant", "seed", "status", "error", "run_file", *TOGGLES, *RUN_METRICS,
                *HISTORY_METRICS]
     return pd.DataFrame(rows, columns=list(dict.fromkeys(columns + [k for r in rows for k in r])))
 
@@ -130,7 +130,8 @@ def timing(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def recommended(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per problem and ablation, the setting the runs support (the `combined` ablation aside).
+    """Per problem and ablation, the setting the runs support (the `combined` ablation aside), as
+``cpikan run`` arguments (``--set train.grad_clip=10.0``), or "keep the default".
 
     Goal rel_l2: the variant with the lowest mean rel_l2. Cost goals (time, memory): the cheapest
     variant whose mean rel_l2 is within ACCURACY_SLACK of the baseline's. The winner replaces the
@@ -153,7 +154,7 @@ def recommended(runs: pd.DataFrame) -> pd.DataFrame:
             best, gain = BASELINE, 1.0
         names_ = [v.name for v in ablation.variants]
         overrides = ablation.variant(best).overrides if best in names_ else {}
-        setting = ", ".join(f"{k}={toggle_text(k, v)}" for k, v in overrides.items()) or "keep the default"
+        setting = set_arguments(overrides) or "keep the default"
         rows.append({"problem": problem, "ablation": name, "recommended": setting, "variant": best,
                      "goal": ablation.goal, "gain": gain, "rel_l2": means.loc[best, "rel_l2"],
                      "baseline_rel_l2": base.rel_l2, "seeds": int((group.variant == best).sum()),

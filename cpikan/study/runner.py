@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from cpikan.config import PROFILES, ConfigError
+from cpikan.config import ConfigError, check_profile
 from cpikan.runs import RunResult, run, run_path
 from cpikan.study import batch
 from cpikan.study.parameters import StudyParameters
@@ -70,8 +70,7 @@ def run_study(profile: str, only: Sequence[str] | None = None, seeds: int | None
     The costliest notebooks start first. Returns one outcome per notebook, in registry order,
     also written to ``<root>/<profile>/notebooks/batch.json``.
     """
-    if profile not in PROFILES:
-        raise ConfigError(f"profile={profile!r} is not valid; choose one of {', '.join(PROFILES)}")
+    check_profile(profile)
     if jobs < 1:
         raise ConfigError(f"jobs={jobs} must be a positive int")
     chosen = [get(name).name for name in (only or names())]
@@ -98,8 +97,7 @@ def build_report(profile: str, root: str | os.PathLike = "reports", notebooks: s
 
     Returns the path of report.html; raises when the report notebook fails.
     """
-    if profile not in PROFILES:
-        raise ConfigError(f"profile={profile!r} is not valid; choose one of {', '.join(PROFILES)}")
+    check_profile(profile)
     source = Path(notebooks) if notebooks is not None else batch.NOTEBOOKS
     root = Path(root).resolve()
     job = batch.NotebookJob("report", source / "report.ipynb", root / profile / "notebooks" / "report.ipynb",
