@@ -8,6 +8,7 @@ import papermill
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
+import cpikan
 from cpikan import problems, study
 from cpikan.study import batch, runner
 from cpikan.config import PROFILES, ConfigError, diff, resolve
@@ -36,6 +37,24 @@ def test_an_ablation_needs_the_text_of_its_notebook():
     problems_, seeds = {p: ("poisson1d",) for p in PROFILES}, dict.fromkeys(PROFILES, 1)
     with pytest.raises(ConfigError, match="ablation 'x' needs intro, figure for its notebook"):
         study.Ablation("x", ("train.amp",), (study.Variant("baseline"),), problems_, seeds, title="t", story="s")
+    with pytest.raises(ConfigError, match="ablation 'x' needs a stage"):
+        study.Ablation("x", ("train.amp",), (study.Variant("baseline"),), problems_, seeds, title="t", story="s",
+                       intro="i", figure="f")
+
+
+def test_a_base_setup_is_where_every_arm_starts():
+    grad_clip = study.get("grad_clip")
+    ablation = study.Ablation("x", grad_clip.keys, grad_clip.variants, grad_clip.problems, grad_clip.seeds,
+                              title="t", intro="i", figure="f", story="s", stage="1 stability",
+                              base={"smoke": {"model.arch": "scaled_pinn"}})
+    base = study.variant_config(ablation, ablation.variants[0], "poisson1d", "smoke")
+    clipped = study.variant_config(ablation, ablation.variant("max_norm_1"), "poisson1d", "smoke")
+    assert diff(cpikan.RunConfig(problem="poisson1d"), base) == {"model.arch": ("scaled_cpikan", "scaled_pinn")}
+    assert diff(base, clipped) == {"train.grad_clip": (None, 1.0)}
+    assert study.variant_config(ablation, ablation.variants[0], "poisson1d", "quick").model.arch == "scaled_cpikan"
+    with pytest.raises(ConfigError, match="unknown profiles"):
+        study.Ablation("x", grad_clip.keys, grad_clip.variants, grad_clip.problems, grad_clip.seeds,
+                       title="t", intro="i", figure="f", story="s", stage="1", base={"huge": {}})
 
 
 def test_every_problem_is_in_the_quick_study_and_every_ablation_has_a_notebook():

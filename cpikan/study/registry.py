@@ -1,7 +1,9 @@
 """The ablation registry: each ablation varies one toggle (DESIGN §3) through named variants.
 
-A variant is only the dotted overrides it changes on top of the plain Scaled-cPIKAN baseline;
-the first variant of every ablation is that baseline, named ``baseline``, with no overrides.
+A variant is only the dotted overrides it changes on top of the ablation's baseline; the first
+variant of every ablation is that baseline, named ``baseline``, with no overrides. The baseline
+is the plain Scaled-cPIKAN unless the ablation states a `base` setup (overrides per profile,
+e.g. a published setup that a reproduction follows).
 Problems and seeds are per profile: quick stays lean (the whole study in minutes on a CPU),
 full is wide.
 """
@@ -48,6 +50,8 @@ class Ablation:
         intro: the notebook's opening paragraph (markdown): what the toggle does, what the figure shows.
         figure: the notebook's figure cell, a call into `cpikan.study.figures` on ``runs``.
         story: one line, what the ablation shows: the heading above the figure.
+        stage: the group it belongs to in the report (the plan's stage, e.g. ``1 stability``).
+        base: profile -> overrides every arm starts from (empty: the plain Scaled-cPIKAN).
     The notebook is rendered from these fields (`cpikan.study.notebooks`; ``cpikan study render``).
     """
 
@@ -61,6 +65,8 @@ class Ablation:
     intro: str = ""
     figure: str = ""
     story: str = ""
+    stage: str = ""
+    base: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.variants or self.variants[0].name != BASELINE or self.variants[0].overrides:
@@ -68,6 +74,8 @@ class Ablation:
         missing = [k for k in ("title", "intro", "figure", "story") if not getattr(self, k)]
         if missing:
             raise ConfigError(f"ablation {self.name!r} needs {', '.join(missing)} for its notebook")
+        if not self.stage:
+            raise ConfigError(f"ablation {self.name!r} needs a stage, its group in the report (e.g. '1 stability')")
         if self.goal not in GOALS:
             raise ConfigError(f"ablation {self.name!r}: goal={self.goal!r} is not valid; "
                               f"choose one of {', '.join(GOALS)}")
@@ -79,6 +87,10 @@ class Ablation:
                 raise ConfigError(f"ablation {self.name!r} needs problems and seeds for profile {profile!r}")
             for problem in self.problems[profile]:
                 registry.check(problem)
+        unknown = set(self.base) - set(PROFILES)
+        if unknown:
+            raise ConfigError(f"ablation {self.name!r}: base has unknown profiles {sorted(unknown)}; "
+                              f"valid: {', '.join(PROFILES)}")
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -90,21 +102,23 @@ class Ablation:
 
 def _ablation(name: str, keys: tuple[str, ...], variants: Mapping[str, Mapping[str, Any]],
               smoke: Sequence[str], quick: Sequence[str], full: Sequence[str],
-              *, title: str, intro: str, figure: str, story: str, seeds: tuple[int, int, int] = (1, 1, 3),
-              goal: str = "rel_l2", cuda_only: Sequence[str] = (), not_in_smoke: Sequence[str] = ()) -> Ablation:
+              *, title: str, intro: str, figure: str, story: str, stage: str, seeds: tuple[int, int, int] = (1, 1, 3),
+              goal: str = "rel_l2", cuda_only: Sequence[str] = (), not_in_smoke: Sequence[str] = (),
+              base: Mapping[str, Mapping[str, Any]] | None = None) -> Ablation:
     """An Ablation from compact registry data: a baseline plus `variants` (name -> overrides),
     problems for the smoke, quick and full profiles, seeds in the same order, and the notebook's text."""
     arms = (Variant(BASELINE),) + tuple(
         Variant(n, dict(o), n in cuda_only, PROFILES[1:] if n in not_in_smoke else PROFILES)
         for n, o in variants.items())
     return Ablation(name, keys, arms, dict(zip(PROFILES, (tuple(smoke), tuple(quick), tuple(full)))),
-                    dict(zip(PROFILES, seeds)), goal, title, intro, figure, story)
+                    dict(zip(PROFILES, seeds)), goal, title, intro, figure, story, stage, dict(base or {}))
 
 
 _SINGLE = [
     _ablation("grad_clip", ("train.grad_clip",),
               {"max_norm_10": {"train.grad_clip": 10.0}, "max_norm_1": {"train.grad_clip": 1.0}},
               ["poisson1d"], ["poisson1d", "helmholtz2d"], ["poisson1d", "helmholtz2d", "allen_cahn1d"],
+              stage="1 stability",
               title="gradient clipping",
               intro="`train.grad_clip` scales the whole gradient down to a maximum L2 norm before the optimizer step "
                     "(after unscaling under fp16). The run history logs the *pre-clip* norm every epoch, so the "
@@ -117,6 +131,7 @@ _SINGLE = [
               {"bf16": {"train.amp": "bf16"}, "fp16": {"train.amp": "fp16"}},
               ["helmholtz2d"], ["helmholtz2d"], ["helmholtz2d", "poisson3d"],
               goal="time_per_epoch_ms", cuda_only=("fp16",),
+              stage="1 stability",
               title="mixed precision",
               intro="`train.amp` autocasts the Adam phase's forward pass (network, derivatives, condition terms) to "
                     "bf16 or fp16; the optimizer step, L-BFGS and the evaluation stay in full precision. `fp16` "
@@ -130,6 +145,7 @@ _SINGLE = [
               ["poisson1d"], ["poisson1d", "reaction_diffusion1d"],
               ["poisson1d", "helmholtz2d", "reaction_diffusion1d"],
               goal="wall_time_s",
+              stage="1 stability",
               title="early stopping",
               intro="`train.early_stopping` stops when the monitored value (`train.monitor`: by default the PDE residual "
                     "on held-out points, every `train.monitor_every` = 10 epochs) has not improved for `patience` epochs, and restores the best weights. The figure "
@@ -140,6 +156,7 @@ _SINGLE = [
               {"gradnorm": {"loss.balancing": "gradnorm"}, "lra": {"loss.balancing": "lra"}},
               ["reaction_diffusion1d_inverse"], ["reaction_diffusion1d_inverse"],
               ["reaction_diffusion1d_inverse", "helmholtz2d", "allen_cahn1d"],
+              stage="2 loss and sampling",
               title="loss balancing",
               intro="`loss.balancing` replaces the fixed weights of the loss terms (PDE, boundary, initial, data) "
                     "with weights driven by the terms' gradients: `gradnorm` (Chen et al. 2018) or `lra`, "
@@ -151,6 +168,7 @@ _SINGLE = [
     _ablation("adaptive_sampling", ("sampling.adaptive",),
               {"rar": {"sampling.adaptive": "rar"}, "rad": {"sampling.adaptive": "rad"}},
               ["helmholtz2d"], ["poisson1d"], ["allen_cahn1d", "helmholtz2d"],
+              stage="2 loss and sampling",
               title="adaptive collocation",
               intro="`sampling.adaptive` moves collocation points to where the residual is large: `rar` adds points "
                     "above a residual percentile, `rad` resamples the whole set with probability growing with the "
@@ -163,6 +181,7 @@ _SINGLE = [
                "patches_4": {"sampling.batches": {"count": 4, "mode": "patches"}},
                "resample": {"sampling.batches": {"count": 1, "resample": True}}},
               ["helmholtz2d"], ["helmholtz2d"], ["helmholtz2d", "poisson3d"],
+              stage="2 loss and sampling",
               title="batched collocation",
               intro="`sampling.batches` splits the collocation points into mini-batches or spatial patches, several "
                     "optimizer steps per epoch, or resamples uniform points every epoch (fitting the function rather "
@@ -172,6 +191,7 @@ _SINGLE = [
     _ablation("scheduler", ("train.scheduler",),
               {s: {"train.scheduler": s} for s in ("exponential", "cosine", "plateau", "multistep")},
               ["poisson1d"], ["poisson1d"], ["poisson1d", "helmholtz2d", "diffusion1d"],
+              stage="3 convergence and cost",
               title="learning-rate schedulers",
               intro="`train.scheduler` changes the Adam learning rate over training (`train.scheduler_params` holds "
                     "each schedule's parameters; defaults here). `plateau` watches the same quantity as early "
@@ -182,6 +202,7 @@ _SINGLE = [
               {s: {"model.init": s} for s in ("kaiming", "orthogonal", "small_random")},
               ["poisson1d"], ["poisson1d", "allen_cahn1d"], ["poisson1d", "helmholtz2d", "allen_cahn1d"],
               seeds=(1, 1, 5),
+              stage="3 convergence and cost",
               title="initialization",
               intro="`model.init` sets the scale of the Chebyshev coefficients (and of the MLP weights): xavier (the "
                     "paper's code), kaiming, orthogonal or small_random. The figure shows the standard deviation of "
@@ -194,6 +215,7 @@ _SINGLE = [
                "taylor_compiled": {"derivatives": "taylor", "train.compile": True}},
               ["poisson3d"], ["poisson3d", "diffusion1d"], ["poisson3d", "helmholtz2d", "diffusion1d"],
               goal="time_per_epoch_ms", not_in_smoke=("taylor_compiled",),
+              stage="3 convergence and cost",
               title="derivative engine",
               intro="`derivatives` picks how the residual's derivatives are computed: nested `autograd`, or `taylor` "
                     "(values, gradients and second derivatives propagated forward through the network, then one "
@@ -206,6 +228,7 @@ _SINGLE = [
               {a: {"model.arch": a} for a in ("cpikan", "scaled_pinn", "pinn")},
               ["poisson1d"], ["helmholtz2d"],
               ["poisson1d", "helmholtz2d", "diffusion1d", "reaction_diffusion1d", "allen_cahn1d"],
+              stage="architecture",
               title="architecture",
               intro="The paper's comparison (`model.arch`): Scaled-cPIKAN (domain scaling, then Chebyshev KAN "
                     "layers) against cPIKAN (no domain scaling), Scaled-PINN (tanh MLP after the same scaling) and "
@@ -227,6 +250,7 @@ def _combined() -> Ablation:
                                   for key in CHOSEN}
     return _ablation("combined", tuple(CHOSEN), variants, ["helmholtz2d"], ["helmholtz2d"],
                      ["helmholtz2d", "allen_cahn1d", "reaction_diffusion1d_inverse"],
+                     stage="combined",
                      title="combined improvements",
                      intro="All chosen improvements on (`cpikan.study.CHOSEN`), then each one left out, against the "
                            "plain baseline: a jaxpi-style table with one column per toggle. The figure shows the "
@@ -259,9 +283,10 @@ def get(name: str) -> Ablation:
 
 def variant_config(ablation: Ablation, variant: Variant, problem: str, profile: str = "smoke", seed: int = 0,
                    device: str = "auto", threads: int | None = None) -> RunConfig:
-    """The run config of one variant: the plain baseline of `problem` plus the variant's overrides."""
-    base = RunConfig(problem=problem, profile=profile, seed=seed, device=device, threads=threads)
-    return base.override(dict(variant.overrides))
+    """The run config of one variant: the ablation's baseline of `problem` (its `base` setup for
+    `profile` over the plain Scaled-cPIKAN) plus the variant's overrides."""
+    plain = RunConfig(problem=problem, profile=profile, seed=seed, device=device, threads=threads)
+    return plain.override(dict(ablation.base.get(profile, {})), dict(variant.overrides))
 
 
 def plan(profile: str) -> list[dict]:
