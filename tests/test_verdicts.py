@@ -46,6 +46,16 @@ def test_time_resolution_absorbs_jitter_but_not_a_real_speedup():
     assert paired_ratio(base, [5.0, 5.2, 4.9, 5.0], resolution=1.05).verdict == BETTER
 
 
+def test_a_cost_interval_is_widened_by_the_resolution_and_must_clear_it():
+    base = [10.0] * 5
+    r = paired_ratio(base, [5.0] * 5, resolution=1.05)
+    assert (r.low, r.high) == (pytest.approx(0.5 / 1.05), pytest.approx(0.5 * 1.05))
+    spread = [9.4, 9.5, 9.6, 9.55, 9.45]  # 5 % faster: the t interval lies below 1, but within the resolution
+    assert paired_ratio(base, spread).verdict == BETTER
+    r = paired_ratio(base, spread, resolution=1.05)
+    assert r.verdict == SAME and r.low < 1 < r.high
+
+
 def test_a_failed_or_non_positive_value_fails():
     assert paired_ratio([1.0, 2.0], [math.nan, 1.0]).verdict == FAILED
     with pytest.raises(ValueError, match="same non-zero number"):
@@ -94,6 +104,37 @@ def test_forest_plot_draws_every_row_on_a_log_axis_with_a_line_at_one():
                  ("clip", "p", "same", seed, "ok", b * (1 + 0.01 * (seed - 1)), 10.0, 5.0)]
     fig = forest(verdicts(_runs(rows)))
     drawn = {trace.name: list(trace.y) for trace in fig.data}
-    assert drawn == {BETTER: ["clip/half · p"], SAME: ["clip/same · p"]}
+    assert drawn == {BETTER: ["other · clip/half · p"], SAME: ["other · clip/same · p"]}  # "other": not registered
     assert fig.layout.xaxis.type == "log"
     assert [shape.x0 for shape in fig.layout.shapes] == [1.0]
+
+
+def test_a_variant_that_changes_nothing_is_no_detectable_difference_in_real_runs(tmp_path):
+    """Real smoke runs, three seeds: the baseline config under a second name, and early stopping
+    whose patience (1000) exceeds the 30 epochs. Runs are interleaved by seed, as `run_variants`
+    does, after one untimed run (the first Adam of a process imports torch._dynamo, seconds)."""
+    from cpikan import run, study
+    from cpikan.runs import run_path
+    from cpikan.study.report import frame
+
+    ablation = study.get("early_stopping")
+    arms = {"baseline": ablation.variant("baseline"), "baseline_again": ablation.variant("baseline"),
+            "patience_1000": ablation.variant("patience_1000")}
+    run(study.variant_config(ablation, arms["baseline"], "poisson1d", "smoke", seed=99, device="cpu"))
+    for seed in range(3):
+        for name, variant in arms.items():
+            cfg = study.variant_config(ablation, variant, "poisson1d", "smoke", seed=seed, device="cpu", threads=1)
+            run(cfg).save(run_path(tmp_path, "smoke", "early_stopping", "poisson1d", name, seed))
+    runs = study.load_runs(tmp_path, "smoke")
+    assert {r.result.metrics["stop_reason"] for r in runs} == {"max_epochs"}  # early stopping never fired
+    table = verdicts(frame(runs)).set_index("variant")
+    for name in ("baseline_again", "patience_1000"):
+        row = table.loc[name]
+        assert (row.seeds, row.rel_l2_ratio, row.rel_l2_verdict) == (3, 1.0, SAME)
+    same = table.loc["baseline_again"]
+    assert (same.time_per_epoch_ms_verdict, same.wall_time_s_verdict) == (SAME, SAME), \
+        f"time ratios {same.time_per_epoch_ms_ratio:.3f}, {same.wall_time_s_ratio:.3f} of identical configs"
+    # Early stopping evaluates the held-out residual every 10 epochs: a real cost (about 10 % at
+    # smoke sizes, where an epoch is 64 points), so it may be judged worse, never faster.
+    stopping = table.loc["patience_1000"]
+    assert BETTER not in (stopping.time_per_epoch_ms_verdict, stopping.wall_time_s_verdict)
