@@ -169,6 +169,14 @@ def test_a_run_that_raises_leaves_a_failed_file_and_the_others_run(tmp_path, fak
     assert failed["config"]["train"]["grad_clip"] == 10.0
 
 
+def test_the_runs_of_one_seed_follow_each_other(tmp_path, fake_run):
+    calls, _ = fake_run
+    runs = study.run_variants(_params(tmp_path, seeds=2), progress=False)
+    assert [(c.train.grad_clip, c.seed) for c in calls] == [(None, 0), (10.0, 0), (1.0, 0), (None, 1), (10.0, 1),
+                                                           (1.0, 1)]
+    assert [(r.variant, r.seed) for r in runs][:3] == [("baseline", 0), ("baseline", 1), ("max_norm_10", 0)]
+
+
 def test_an_interrupted_batch_resumes_with_only_the_missing_runs(tmp_path, fake_run):
     calls, control = fake_run
     control["interrupt_after"] = 2

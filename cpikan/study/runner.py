@@ -32,13 +32,16 @@ def run_variants(params: StudyParameters, progress: bool = True) -> list[StudyRu
     go on; KeyboardInterrupt stops the batch, leaving the files written so far. With
     ``params.resume`` an ``ok`` file holding the same resolved config (threads aside) is reused
     instead of running again; a baseline run may be reused from another ablation's folder.
-    Variants for CUDA only (on a CPU) or for other profiles are left out.
+    Variants for CUDA only (on a CPU) or for other profiles are left out. The runs of one seed
+    follow each other (seed 0 of every variant, then seed 1, ...), so that the paired timings a
+    verdict compares are taken close together, under the same load.
     Returns the runs in order: problem, variant, seed.
     """
     ablation = get(params.ablation)
     cuda = params.device.startswith("cuda") or (params.device == "auto" and torch.cuda.is_available())
     variants = [v for v in ablation.variants if (cuda or not v.cuda_only) and params.profile in v.profiles]
-    todo = [(p, v, s) for p in params.problem_list for v in variants for s in range(params.seed_count)]
+    problems, names_ = params.problem_list, [v.name for v in variants]
+    todo = [(p, v, s) for p in problems for s in range(params.seed_count) for v in variants]
     out = []
     for problem, variant, seed in tqdm(todo, desc=ablation.name, disable=not progress, leave=False):
         cfg = variant_config(ablation, variant, problem, params.profile, seed, params.device, params.threads)
@@ -51,7 +54,7 @@ def run_variants(params: StudyParameters, progress: bool = True) -> list[StudyRu
                 result = RunResult.failed(cfg, err)
         result.save(path)
         out.append(StudyRun(ablation.name, problem, variant.name, seed, path, result))
-    return out
+    return sorted(out, key=lambda r: (problems.index(r.problem), names_.index(r.variant), r.seed))
 
 
 def run_study(profile: str, only: Sequence[str] | None = None, seeds: int | None = None, jobs: int = 1,
