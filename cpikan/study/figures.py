@@ -1,5 +1,6 @@
-"""Plotly figures of study runs: history curves over seeds, metric bars, cost against points,
-the collocation cloud, coefficient scales. Each takes a list of `cpikan.study.store.StudyRun`.
+"""Plotly figures of study runs: history curves over seeds, error against training time, metric
+bars, cost against points, the collocation cloud, coefficient scales (each takes a list of
+`cpikan.study.store.StudyRun`), and the forest plot of a verdicts table.
 
 Colours follow the variant's first appearance, so a variant keeps its colour across panels.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
@@ -18,8 +20,10 @@ from plotly.subplots import make_subplots
 from cpikan.config import RunConfig, resolve
 from cpikan.models import ChebyKANLayer, initial_network
 from cpikan.runs import build_problem
-from cpikan.study.registry import variant_label
+from cpikan.study import timeline
+from cpikan.study.registry import BASELINE, variant_label
 from cpikan.study.store import StudyRun
+from cpikan.study.verdicts import LABELS
 
 MAX_POINTS = 1000  # per curve; longer histories are thinned evenly
 PALETTE = qualitative.Plotly + qualitative.Dark24
@@ -205,30 +209,76 @@ VERDICT_COLORS = {"better": "#2ca02c", "worse": "#d62728", "no detectable differ
                   "failed": "#000000"}
 
 
-def forest(table: pd.DataFrame, metric: str = "rel_l2", title: str | None = None) -> go.Figure:
+def forest(table: pd.DataFrame, metrics: str | Sequence[str] = "rel_l2", title: str | None = None) -> go.Figure:
     """Forest plot of a verdicts table (`cpikan.study.verdicts.verdicts`): one row per variant x
-    problem, grouped by `group` when the table has that column (e.g. the stage), the paired ratio
-    variant / baseline of `metric` with its 95 % interval on a log axis, a line at 1, coloured by
-    verdict. Left of the line is lower (better) than the baseline."""
+    problem, grouped by `group` when the table has that column (e.g. the stage), and one panel per
+    metric: the paired ratio variant / baseline with its 95 % interval on a log axis, a line at 1,
+    coloured by verdict. Left of the line is lower (better) than the baseline. A one-seed
+    interval, (0, inf), is drawn as a long bar; a failed row has no marker."""
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     rows = table.iloc[::-1]  # plotly draws the first category at the bottom
     labels = [f"{r.ablation}/{r.variant} · {r.problem}" for r in rows.itertuples()]
     if "group" in rows:
         labels = [f"{g} · {label}" for g, label in zip(rows["group"], labels)]
-    fig = go.Figure()
-    for verdict, color in VERDICT_COLORS.items():
-        picked = (rows[f"{metric}_verdict"] == verdict).to_numpy()
-        if not picked.any():
-            continue
-        sub = rows[picked]
-        ratio, low, high = sub[f"{metric}_ratio"], sub[f"{metric}_low"], sub[f"{metric}_high"]
-        finite_high = high.where(high < 1e300, ratio * 1e3)  # one seed: an open interval, drawn long
-        fig.add_trace(go.Scatter(
-            x=ratio, y=[label for label, p in zip(labels, picked) if p], mode="markers", name=verdict,
-            marker=dict(color=color, size=9),
-            error_x=dict(type="data", symmetric=False, array=finite_high - ratio, arrayminus=ratio - low),
-            customdata=sub[["seeds"]], hovertemplate="ratio %{x:.3g}<br>seeds %{customdata[0]}<extra></extra>"))
-    fig.add_vline(x=1.0, line_dash="dash", line_color="#444")
-    fig.update_xaxes(type="log", title_text=f"{metric}: variant / baseline (geometric mean, 95 % interval)")
+    fig = make_subplots(rows=1, cols=len(metrics), shared_yaxes=True, horizontal_spacing=0.03)
+    for col, metric in enumerate(metrics, start=1):
+        for verdict, color in VERDICT_COLORS.items():
+            picked = (rows[f"{metric}_verdict"] == verdict).to_numpy()
+            if not picked.any():
+                continue
+            sub = rows[picked]
+            ratio, low, high = sub[f"{metric}_ratio"], sub[f"{metric}_low"], sub[f"{metric}_high"]
+            finite_low = low.where(low > 0, ratio / 1e3)  # one seed: an open interval, drawn long
+            finite_high = high.where(high < 1e300, ratio * 1e3)
+            fig.add_trace(go.Scatter(
+                x=ratio, y=[label for label, p in zip(labels, picked) if p], mode="markers", name=verdict,
+                legendgroup=verdict, showlegend=verdict not in {t.name for t in fig.data},
+                marker=dict(color=color, size=9),
+                error_x=dict(type="data", symmetric=False, array=finite_high - ratio, arrayminus=ratio - finite_low),
+                customdata=sub[["seeds"]],
+                hovertemplate=f"{metric} ratio %{{x:.3g}}<br>seeds %{{customdata[0]}}<extra></extra>"), row=1, col=col)
+        fig.add_vline(x=1.0, line_dash="dash", line_color="#444", row=1, col=col)
+        fig.update_xaxes(title_text=f"{LABELS.get(metric, metric)} ratio", row=1, col=col)
+    fig.update_xaxes(type="log")
     fig.update_yaxes(categoryorder="array", categoryarray=labels)
-    fig.update_layout(title=title or f"paired-seed ratios of {metric}", height=max(300, 26 * len(labels) + 120))
+    fig.update_layout(title=title or "paired-seed ratios, variant / baseline (geometric mean, 95 % interval)",
+                      height=max(300, 26 * len(labels) + 140), legend_title_text="verdict")
+    return fig
+
+
+def error_vs_time(runs: Sequence[StudyRun], points: int = 200, title: str | None = None) -> go.Figure:
+    """Relative L2 error (history, evaluation subset; log axis) against training time in seconds
+    (evaluation excluded), both phases: per variant the median over seeds and a min–max band.
+
+    One panel per problem. Each seed is interpolated onto a common grid of `points` times (log-
+    linear; after a seed stopped it keeps its final error). A dotted line marks the median
+    baseline final error, the target of `cpikan.study.timeline.time_to_reach`.
+    """
+    panels, single = _panels(runs, "problem")
+    colors = _colors(_label(r, single) for r in runs)
+    fig = make_subplots(rows=1, cols=max(len(panels), 1), subplot_titles=panels)
+    for col, problem in enumerate(panels, start=1):
+        curves: dict[str, list[pd.Series]] = {}
+        for r in runs:
+            curve = timeline.error_curve(r)
+            if r.problem == problem and not curve.empty:
+                curves.setdefault(_label(r, single), []).append(curve)
+        for label, seeds in curves.items():
+            grid = np.linspace(0.0, max(c.index[-1] for c in seeds), points)
+            values = np.vstack([timeline.on_grid(c, grid) for c in seeds])
+            keep = ~np.all(np.isnan(values), axis=0)
+            x, values = list(grid[keep]), values[:, keep]
+            if len(seeds) > 1:
+                fig.add_trace(go.Scatter(x=x + x[::-1], y=[*np.nanmax(values, 0), *np.nanmin(values, 0)[::-1]],
+                                         fill="toself", fillcolor=_rgba(colors[label], 0.15), line_width=0,
+                                         hoverinfo="skip", showlegend=False, legendgroup=label), row=1, col=col)
+            fig.add_trace(go.Scatter(x=x, y=np.nanmedian(values, 0), name=label, legendgroup=label,
+                                     showlegend=label not in {t.name for t in fig.data},
+                                     line=dict(color=colors[label])), row=1, col=col)
+            if label == BASELINE:
+                fig.add_hline(y=float(np.median([c.iloc[-1] for c in seeds])), line_dash="dot",
+                              line_color=colors[label], row=1, col=col)
+    fig.update_xaxes(title_text="training time (s)")
+    fig.update_yaxes(type="log", title_text="rel_l2")
+    fig.update_layout(title=title or "error against training time", height=420)
     return fig
