@@ -1,9 +1,13 @@
-"""Writing a `cpikan.study.report.Report`: ``tables/*.csv|md`` and a self-contained ``report.html``.
+"""Writing a `cpikan.study.report.Report`: ``tables/*.csv|md``, a self-contained ``report.html``,
+and the same sections in a notebook (`show`).
 
 Tables (under <results_dir>/<profile>/tables/, rewritten each time):
-- ``<problem>.csv|md``: the headline of each problem (CSV keeps the numbers and run files)
-- ``timing.csv|md``, ``recommended.csv|md``: across problems
+- ``setup.md``: profile, budget per problem, seeds, machine, devices, torch (`cpikan.study.budget`)
+- ``verdicts.csv|md``: per (ablation, problem, variant) the paired ratios, intervals and verdicts
+- ``recommended.csv|md``: the settings the verdicts support, as ``cpikan run --set`` arguments
+- ``<problem>.csv|md``: the headline of each problem; ``timing.csv|md``; ``time_to_reach.csv|md``
 - ``runs.csv``: every run file with its status and metrics
+CSV files keep the numbers and the run files; markdown is what a person reads.
 """
 
 from __future__ import annotations
@@ -11,63 +15,122 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from cpikan.study import figures
+from cpikan.study.budget import CAVEAT
 from cpikan.study.parameters import ReportParameters
 from cpikan.study.report import Report, gather, readable
+from cpikan.study.verdicts import BETTER, NOTHING, RESOLUTION, TIME_RESOLUTION
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:0.85em;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px}
 th{background:#f3f3f3}code{background:#f3f3f3;padding:0 3px}"""
+VERDICT_RULE = ("Per ablation, problem and variant: the ratio of the geometric-mean metric, variant over baseline, "
+                "paired by seed, with a 95 % Student-t interval on the per-seed log ratios; the time and memory "
+                f"intervals are widened by the machine's resolution, a factor {TIME_RESOLUTION} at each end (jitter "
+                "that pairing seeds does not remove). Verdict: better or worse "
+                "when the whole interval lies below or above 1, failed when a run failed, otherwise no detectable "
+                "difference (always so with one seed).")
+RECOMMEND_RULE = ("Only a variant judged better on the ablation's goal is recommended (for a time or memory goal, "
+                  "its rel_l2 must also not be worse); the setting is what `cpikan run` accepts.")
+
+REACH_RULE = ("Median over seeds and min–max band. Time to reach: per seed, the first training time at which a "
+              "variant's rel_l2 is at or below the baseline's final one (same seed); the median over seeds, a seed "
+              "that never got there counting as never; speedup = the baseline's time to its final error over it.")
+Section = tuple[str, list[Any]]  # heading, items: text paragraphs, tables (shown readable) and figures
+
+
+def sections(report: Report) -> list[Section]:
+    """The report in reading order: setup, verdicts (forest plot), recommended settings, per problem
+    the headline and loss curves, error against training time per ablation, timing, failures."""
+    if not report.runs:
+        return [("No runs", [f"No run files under {report.folder}/runs: run `cpikan study run --profile "
+                             f"{report.profile}` first."])]
+    judged, rec = report.verdicts, report.recommended
+    accuracy = figures.forest(judged, "rel_l2", title="Accuracy: paired-seed ratio of rel_l2, variant / baseline")
+    costs = figures.forest(judged, [m for m in RESOLUTION if m != "rel_l2"],
+                           title="Cost: paired-seed ratios, variant / baseline")
+    nothing = [] if (rec.recommended != NOTHING).any() else [f"Nothing is {BETTER} than the baseline at this budget."]
+    out: list[Section] = [
+        ("Setup", [pd.DataFrame(report.budget.facts(), columns=["setup", "value"]), report.budget.problems, CAVEAT]),
+        ("Verdicts", [VERDICT_RULE, accuracy if len(judged) else "No variant beside a baseline.", judged]),
+        ("Recommended settings", [RECOMMEND_RULE, rec, *nothing]),
+    ]
+    for problem, table in report.headlines.items():
+        runs = [r for r in report.runs if r.problem == problem]
+        loss = figures.curves(runs, "loss", facet="ablation", title=f"{problem}: training loss")
+        out.append((problem, [table, loss]))
+    out += _error_against_time(report)
+    out.append(("Timing and memory", [costs if len(judged) else "", report.timing]))
+    failed = report.runs_table[report.runs_table.status != "ok"]
+    if len(failed):
+        out.append(("Failed runs", [failed[["run_file", "error"]]]))
+    notebooks = _failed_notebooks(Path(report.folder) / "notebooks" / "batch.json")
+    if notebooks:
+        out.append(("Failed notebooks", [f"{o['output']}: {o['error']}" for o in notebooks]))
+    return out
+
+
+def _error_against_time(report: Report) -> list[Section]:
+    """Per ablation whose runs logged rel_l2 in their history: the figure and its time-to-reach rows."""
+    out = []
+    for ablation in dict.fromkeys(r.ablation for r in report.runs):
+        fig = figures.error_vs_time([r for r in report.runs if r.ablation == ablation],
+                                    title=f"{ablation}: rel_l2 against training time")
+        if fig.data:
+            rows = report.time_to_reach[report.time_to_reach.ablation == ablation].drop(columns="ablation")
+            out.append((f"Error against training time: {ablation}", [REACH_RULE, fig, rows]))
+    if not out:
+        return [("Error against training time", ["No run file holds rel_l2 in its history (runs from before it "
+                                                 "was logged): run the study again to get these curves."])]
+    return out
 
 
 def write_tables(report: Report) -> Path:
-    """Write every table of `report`; returns the tables folder."""
+    """Write every table of `report` and ``setup.md``; returns the tables folder."""
     folder = Path(report.folder) / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     for old in [*folder.glob("*.csv"), *folder.glob("*.md")]:
         old.unlink()
-    named = {**report.headlines, "timing": report.timing, "recommended": report.recommended}
+    named = {**report.headlines, "timing": report.timing, "verdicts": report.verdicts,
+             "recommended": report.recommended, "time_to_reach": report.time_to_reach}
     for name, table in named.items():
         table.to_csv(folder / f"{name}.csv", index=False)
         (folder / f"{name}.md").write_text(_markdown(table) + "\n")
+    (folder / "setup.md").write_text(report.budget.markdown() + "\n")
     report.runs_table.to_csv(folder / "runs.csv", index=False)
     return folder
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    return readable(table).to_markdown(index=False, disable_numparse=True) if not table.empty else "(no runs)"
+    return readable(table).to_markdown(index=False, disable_numparse=True) if not table.empty else "(no rows)"
 
 
-def _html_table(table: pd.DataFrame) -> str:
-    return readable(table).to_html(index=False, na_rep="", escape=True) if not table.empty else "<p>(no runs)</p>"
+def _html(item: Any, plotly_js: bool) -> str:
+    if isinstance(item, go.Figure):
+        return item.to_html(full_html=False, include_plotlyjs=plotly_js)
+    if isinstance(item, pd.DataFrame):
+        return readable(item).to_html(index=False, na_rep="", escape=True) if not item.empty else "<p>(no rows)</p>"
+    return f"<p>{html.escape(str(item))}</p>" if item else ""
 
 
 def write_html(report: Report) -> Path:
-    """Write ``report.html``: recommended settings, per problem the headline and loss curves,
-    timing and memory, and any failures. plotly.js is embedded once (the file opens offline)."""
+    """Write ``report.html``: the `sections`, cells as plain text; plotly.js is embedded once (the
+    file opens offline)."""
     failed = report.runs_table[report.runs_table.status != "ok"]
     parts = [f"<h1>cpikan ablation study: profile {html.escape(report.profile)}</h1>",
              f"<p>{len(report.runs)} runs ({len(failed)} failed) from <code>{html.escape(report.folder)}/runs</code>. "
-             "Every row is traced to its run files in <code>tables/*.csv</code> (column run_files).</p>",
-             "<h2>Recommended settings</h2>", _html_table(report.recommended)]
-    plotly_js: bool | str = True
-    for problem, table in report.headlines.items():
-        runs = [r for r in report.runs if r.problem == problem]
-        fig = figures.curves(runs, "loss", facet="ablation", title=f"{problem}: training loss")
-        parts += [f"<h2>{html.escape(problem)}</h2>", _html_table(table),
-                  fig.to_html(full_html=False, include_plotlyjs=plotly_js)]
-        plotly_js = False
-    parts += ["<h2>Timing and memory</h2>", _html_table(report.timing)]
-    if len(failed):
-        parts += ["<h2>Failed runs</h2>", failed[["run_file", "error"]].to_html(index=False, escape=True)]
-    notebooks = _failed_notebooks(Path(report.folder) / "notebooks" / "batch.json")
-    if notebooks:
-        parts += ["<h2>Failed notebooks</h2>", "<ul>" + "".join(
-            f"<li><code>{html.escape(o['output'])}</code>: {html.escape(str(o['error']))}</li>" for o in notebooks)
-            + "</ul>"]
+             "Every row is traced to its run files in <code>tables/*.csv</code> (column run_files).</p>"]
+    plotly_js = True
+    for heading, items in sections(report):
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        for item in items:
+            parts.append(_html(item, plotly_js))
+            plotly_js = plotly_js and not isinstance(item, go.Figure)
     path = Path(report.folder) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>cpikan {report.profile}</title>"
@@ -82,17 +145,18 @@ def _failed_notebooks(path: Path) -> list[dict]:
 
 
 def show(report: Report) -> None:
-    """Display the report in a notebook: per problem the headline and the loss curves, then timing."""
+    """Display the report's `sections` in a notebook."""
     from IPython.display import Markdown, display
 
-    if not report.runs:
-        display(Markdown(f"No runs under `{report.folder}/runs`: run `cpikan study run --profile {report.profile}`."))
-        return
-    for problem, table in report.headlines.items():
-        runs = [r for r in report.runs if r.problem == problem]
-        display(Markdown(f"## {problem}"), readable(table),
-                figures.curves(runs, "loss", facet="ablation", title=f"{problem}: training loss"))
-    display(Markdown("## Timing and memory"), readable(report.timing))
+    for heading, items in sections(report):
+        display(Markdown(f"## {heading}"))
+        for item in items:
+            if isinstance(item, pd.DataFrame):
+                display(readable(item) if not item.empty else Markdown("(no rows)"))
+            elif item is not None and not isinstance(item, str):
+                display(item)
+            elif item:
+                display(Markdown(item))
 
 
 def build(params: ReportParameters) -> Report:

@@ -1,8 +1,11 @@
-"""Study results -> tables: one row per run, per-problem headline tables, timing, recommended settings.
+"""Study results -> tables: one row per run, per-problem headline tables, timing, and (through
+`cpikan.study.verdicts`, `timeline`, `budget`) verdicts, recommended settings, time to reach the
+baseline's error and the budget the numbers hold for.
 
-Every aggregate names the run files it comes from (column ``run_files``). Identical runs (same
-toggle values and seed, e.g. the baseline shared by several ablations) count once.
-`gather` reads a profile's store into a `Report`; `cpikan.study.export` writes it.
+Every aggregate names the run files it comes from (column ``run_files``). In the headline and
+timing tables identical runs (same toggle values and seed, e.g. the baseline shared by several
+ablations) count once. `gather` reads a profile's store into a `Report`; `cpikan.study.export`
+writes it.
 """
 
 from __future__ import annotations
@@ -16,28 +19,21 @@ import pandas as pd
 
 from cpikan.config import schema
 from cpikan.metrics import RUN_METRICS
-from cpikan.overrides import set_arguments
-from cpikan.study.registry import ABLATIONS, BASELINE, TOGGLES, variant_label
+from cpikan.overrides import format_value
+from cpikan.study.budget import Budget, budget
+from cpikan.study.registry import BASELINE, TOGGLES, variant_label
 from cpikan.study.store import StudyRun, load_runs
+from cpikan.study.timeline import time_to_reach
+from cpikan.study.verdicts import interval_cells, recommended, verdicts
 
 HISTORY_METRICS = ("points_per_s",)  # last value of the run's history
-MIN_GAIN = 1.1  # a variant is recommended over the baseline only when it is this many times better
-ACCURACY_SLACK = 1.5  # for cost goals: candidates are within this factor of the baseline's rel_l2
 _DEFAULTS = {row["key"]: row["default"] for row in schema()}
-_OFF = (None, "none", "fixed", False, {})
 
 
 def toggle_text(key: str, value: Any) -> str:
-    """A toggle value as a table cell: ❌ when off (its default "off" value), ✔ for True, else the value."""
-    if value == _DEFAULTS.get(key) and value in _OFF:
-        return "❌"
-    if value is True:
-        return "✔"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items()) or "✔"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    """A toggle value as a table cell: the text ``--set <key>=<cell>`` reads back as `value`
+    (``none``, ``10.0``, ``true``, ``{"count": 4}``), plain text in any browser."""
+    return format_value(value)
 
 
 def _config_value(config: dict, key: str) -> Any:
@@ -112,59 +108,27 @@ def headline(runs: pd.DataFrame, problem: str) -> pd.DataFrame:
 
 
 def timing(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per problem and variant: time per epoch, speed-up over the baseline, wall time, peak memory,
-    points per second, device."""
-    parts = []
-    for problem in dict.fromkeys(runs.problem):
-        table = variants(runs, problem)
-        base = table.time_per_epoch_ms[table.variant == BASELINE]
-        base_ms = float(base.iloc[0]) if len(base) else math.nan
-        parts.append(table[["variant", "time_per_epoch_ms", "wall_time_s", "peak_mem_mb", "points_per_s",
-                            "device", "run_files"]]
-                     .assign(speedup=base_ms / table.time_per_epoch_ms).assign(problem=problem))
+    """Per problem and variant: mean time per epoch, wall time, peak memory, points per second,
+    device. Ratios to the baseline, with their intervals, are in the verdicts table."""
+    parts = [variants(runs, problem).assign(problem=problem) for problem in dict.fromkeys(runs.problem)]
     if not parts:
         return pd.DataFrame()
-    return pd.concat(parts, ignore_index=True)[["problem", "variant", "time_per_epoch_ms", "speedup",
-                                                 "wall_time_s", "peak_mem_mb", "points_per_s", "device",
-                                                 "run_files"]]
+    return pd.concat(parts, ignore_index=True)[["problem", "variant", "time_per_epoch_ms", "wall_time_s",
+                                                 "peak_mem_mb", "points_per_s", "device", "run_files"]]
 
 
-def recommended(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per problem and ablation, the setting the runs support (the `combined` ablation aside), as
-``cpikan run`` arguments (``--set train.grad_clip=10.0``), or "keep the default".
-
-    Goal rel_l2: the variant with the lowest mean rel_l2. Cost goals (time, memory): the cheapest
-    variant whose mean rel_l2 is within ACCURACY_SLACK of the baseline's. The winner replaces the
-    baseline only when it is at least MIN_GAIN times better in the goal; else "keep the default".
-    """
-    rows = []
-    ok = runs[runs.status == "ok"]
-    for (problem, name), group in ok.groupby(["problem", "ablation"], sort=False):
-        ablation = ABLATIONS.get(name)
-        if ablation is None or name == "combined" or BASELINE not in set(group.variant):
-            continue
-        means = group.groupby("variant", sort=False)[list(dict.fromkeys(["rel_l2", ablation.goal]))].mean()
-        base = means.loc[BASELINE]
-        candidates = means if ablation.goal == "rel_l2" else \
-            means[means.rel_l2 <= ACCURACY_SLACK * base.rel_l2]
-        goal = candidates[ablation.goal].dropna()
-        best = goal.idxmin() if len(goal) else BASELINE
-        gain = base[ablation.goal] / means.loc[best, ablation.goal]
-        if not gain >= MIN_GAIN:
-            best, gain = BASELINE, 1.0
-        names_ = [v.name for v in ablation.variants]
-        overrides = ablation.variant(best).overrides if best in names_ else {}
-        setting = set_arguments(overrides) or "keep the default"
-        rows.append({"problem": problem, "ablation": name, "recommended": setting, "variant": best,
-                     "goal": ablation.goal, "gain": gain, "rel_l2": means.loc[best, "rel_l2"],
-                     "baseline_rel_l2": base.rel_l2, "seeds": int((group.variant == best).sum()),
-                     "run_files": ";".join(group[group.variant.isin([best, BASELINE])].run_file)})
-    return pd.DataFrame(rows)
+def verdict_table(runs: Sequence[StudyRun]) -> pd.DataFrame:
+    """The verdicts of `runs` (`cpikan.study.verdicts.verdicts`; an ablation notebook's forest plot)."""
+    return verdicts(frame(runs))
 
 
 def readable(table: pd.DataFrame) -> pd.DataFrame:
-    """A headline, timing or recommended table formatted for reading (markdown, HTML, notebooks)."""
-    out = table.drop(columns=[c for c in ("run_files", "rel_l2_std") if c in table]).copy()
+    """A headline, timing, verdicts, recommended or time-to-reach table formatted for reading
+    (markdown, HTML, notebooks): ratios with their interval and verdict as one text cell, times
+    never reached as ``never``, numbers rounded, no run files."""
+    out = interval_cells(table.drop(columns=[c for c in ("run_files", "rel_l2_std") if c in table]))
+    if "group" in out:
+        out = out.rename(columns={"group": "stage"})
     if "rel_l2_mean" in table:
         out["rel_l2_mean"] = [_pm(m, s) for m, s in zip(table.rel_l2_mean, table.rel_l2_std)]
         out = out.rename(columns={"rel_l2_mean": "rel_l2 (mean ± std)"})
@@ -172,7 +136,8 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
         out["error"] = [e if not isinstance(e, str) or len(e) <= 80 else e[:77] + "..." for e in out.error]
     for column in out.columns:
         if out[column].dtype.kind == "f":
-            out[column] = [_short(v) for v in out[column]]
+            never = column.endswith("time_s")  # time_to_reach: inf is a time never reached
+            out[column] = ["never" if never and v == math.inf else _short(v) for v in out[column]]
     return out
 
 
@@ -229,15 +194,19 @@ def summary(runs: Sequence[StudyRun]) -> str:
 
 @dataclass
 class Report:
-    """A profile's results: every run, the headline per problem, timing and recommended settings."""
+    """A profile's results: every run, the budget they hold for, the headline per problem, timing,
+    verdicts, recommended settings and time to reach the baseline's error."""
 
     profile: str
     folder: str
     runs: list[StudyRun]
     runs_table: pd.DataFrame
+    budget: Budget
     headlines: dict[str, pd.DataFrame]
     timing: pd.DataFrame
+    verdicts: pd.DataFrame
     recommended: pd.DataFrame
+    time_to_reach: pd.DataFrame
 
     @property
     def problems(self) -> list[str]:
@@ -249,5 +218,6 @@ def gather(results_dir: str | os.PathLike, profile: str) -> Report:
     runs = load_runs(results_dir, profile)
     df = frame(runs)
     headlines = {p: headline(df, p) for p in dict.fromkeys(df.problem)}
-    return Report(profile, str(os.path.join(results_dir, profile)), runs, df, headlines, timing(df),
-                  recommended(df))
+    judged = verdicts(df)
+    return Report(profile, str(os.path.join(results_dir, profile)), runs, df, budget(runs, profile), headlines,
+                  timing(df), judged, recommended(judged, profile), time_to_reach(runs))
