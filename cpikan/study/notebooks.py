@@ -1,7 +1,8 @@
 """Ablation notebooks rendered from their registry entries.
 
-Every ablation notebook is the same nine cells around its entry's text (title, intro, figure
-call, story) and the parameters cell of `StudyParameters`. `render` builds one; `render_notebooks`
+Every ablation notebook is the same eleven cells around its entry's text (title, intro, figure
+call, story, goal) and the parameters cell of `StudyParameters`; among them the forest plot of
+its verdicts. `render` builds one; `render_notebooks`
 (``cpikan study render``) writes them, keeping the committed output of the checked cell that
 nbval compares. A new ablation is one registry entry, then ``cpikan study render``.
 """
@@ -24,6 +25,10 @@ METADATA = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "
 RUNS = ("## Runs\n\nOne run file per variant, problem and seed "
         "(`<results_dir>/<profile>/runs/<ablation>/<problem>/<variant>/seed<k>.json`); a run that fails is "
         "recorded as failed and the others go on.")
+VERDICTS = ("## Against the baseline\n\nPer variant and problem: the ratio of the geometric-mean result over the "
+            "baseline's, paired by seed, with its 95 % interval (log axis; left of the dashed line is lower, i.e. "
+            "better) and the verdict: better, worse, no detectable difference (always so with one seed) or failed. "
+            "Time and memory intervals include the machine's timing resolution (`cpikan.study.verdicts`).")
 SUMMARY = ("## Summary\n\nThe most accurate variant per problem and its relative L2 error against the baseline's "
            "(one significant digit, so the line is stable from run to run).")
 
@@ -48,12 +53,19 @@ def render(ablation: Ablation) -> nbformat.NotebookNode:
         "runs": new_code_cell("runs = study.run_variants(params)\nreport.table(runs)"),
         "story": new_markdown_cell(f"## {ablation.story[:1].upper()}{ablation.story[1:]}"),
         "figure": new_code_cell(ablation.figure),
+        "verdicts-heading": new_markdown_cell(VERDICTS),
+        "verdicts": new_code_cell(f"figures.forest(report.verdict_table(runs){_cost(ablation)})"),
         "summary-heading": new_markdown_cell(SUMMARY),
         "summary": new_code_cell(f"{CHECK_MARK}\nprint(report.summary(runs))"),
     }
     for cell_id, cell in cells.items():
         cell.id = cell_id
     return new_notebook(cells=list(cells.values()), metadata=METADATA)
+
+
+def _cost(ablation: Ablation) -> str:
+    """The forest plot's metrics argument: rel_l2 alone (the default), or with the goal when that is a cost."""
+    return "" if ablation.goal == "rel_l2" else f', ["rel_l2", "{ablation.goal}"]'
 
 
 def write(ablation: Ablation, folder: Path = FOLDER) -> Path:
