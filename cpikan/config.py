@@ -108,6 +108,12 @@ class TrainConfig:
                                 rule=POSITIVE)
     compile: bool = _field(False, "wrap the training step in torch.compile (taylor engine only)")
     log_every: int = _field(1, "record history every this many epochs", rule=POSITIVE)
+    eval_every: int = _field(10, "Adam epochs, and L-BFGS iterations, between scorings of the history's rel_l2 on the "
+                             "evaluation subset (each phase's last row is scored too); the scoring's time is left "
+                             "out of every training time", rule=POSITIVE)
+    eval_points: int = _field(1024, "size of the evaluation subset: points drawn once from the problem's evaluation "
+                              "set with a fixed seed, the same for every run seed and variant (all of it when "
+                              "smaller)", rule=POSITIVE)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,12 @@ then the balancer, the sampler's refinement, the monitored value, the schedule a
 The toggles reach the loop only as strategy objects, one per role (`Strategies`), through the
 hooks their Protocols below state; the loop never reads a config string.
 
+Error against time: every `eval_every` Adam epochs and L-BFGS iterations (and on each phase's
+last row) the history records ``rel_l2``, the relative L2 error on a fixed evaluation subset
+(None on the other rows), beside ``time_s``, the training time so far. Scoring is timed apart
+(``eval_time_s``) and left out of ``time_s``, ``adam_time_s`` and ``lbfgs_time_s``; the monitored
+value is not left out: it is part of what early stopping and the plateau schedule cost.
+
 NaN guard (always on): a non-finite loss or gradient in full precision stops the run with
 ``stop_reason = "nonfinite"`` and restores the last weights that gave a finite loss. Under AMP
 (``Precision.skips_nonfinite``) such a step is skipped and counted instead; 100 skips in a row
@@ -107,8 +113,9 @@ class TrainOutcome:
     epochs_run: int = 0
     lbfgs_iterations: int = 0
     best_epoch: int | None = None
-    adam_time_s: float = 0.0
+    adam_time_s: float = 0.0  # training time of each phase, scoring left out
     lbfgs_time_s: float = 0.0
+    eval_time_s: float = 0.0  # time spent scoring rel_l2 for the history
     refinements: list[dict] = field(default_factory=list)
 
 
@@ -132,21 +139,28 @@ class Trainer:
         monitor: the value the schedule and early stopping watch, when one of them wants it:
             "heldout" (PDE residual on held-out points) or "loss" (see `MONITORS`).
         monitor_every: epochs between evaluations of the monitored value (and the last epoch).
+        evaluate: the relative L2 error of the current weights on the evaluation subset.
+        eval_every: Adam epochs, and L-BFGS iterations, between scorings by `evaluate`; the
+            rows of epoch 0, k, 2k, ... and of the first, (k+1)-th, ... L-BFGS iteration are
+            scored, and each phase's last row is scored with the weights the phase hands on
+            (after early stopping's restore, L-BFGS's last step, or the NaN guard's restore).
         heldout: held-out interior points for the "heldout" monitor.
-        log_every: history row every this many epochs.
+        log_every: history row every this many epochs (and every scored epoch).
         on_epoch: called with each history row; returning True stops training ("stopped").
         compile: run the Adam phase's loss terms through `torch.compile` (see `compile_terms`).
     """
 
     def __init__(self, loss: PhysicsLoss, points: PointSets, modules: list[torch.nn.Module],
                  strategies: Strategies, epochs: int, lr: float, monitor: str, monitor_every: int,
-                 heldout: torch.Tensor | None = None, log_every: int = 1,
+                 evaluate: Callable[[], float], eval_every: int, heldout: torch.Tensor | None = None,
+                 log_every: int = 1,
                  progress: bool = False, on_epoch: Callable[[dict], bool | None] | None = None,
                  compile: bool = False) -> None:
         self.loss, self.points, self.modules, self.s = loss, points, modules, strategies
         self._terms = compile_terms(loss.terms) if compile else loss.terms
         self.epochs, self.lr, self.log_every = epochs, lr, log_every
         self.monitor, self.monitor_every, self.heldout = monitor, monitor_every, heldout
+        self.evaluate, self.eval_every = evaluate, eval_every
         self.progress, self.on_epoch = progress, on_epoch
         self.params = [p for m in modules for p in m.parameters()]
         self.outcome = TrainOutcome()
@@ -168,6 +182,21 @@ class Trainer:
         with torch.no_grad():
             for keep, p in zip(self._last_finite, self.params):
                 p.copy_(keep)
+
+    def _score(self) -> float:
+        """`evaluate` for the current weights, its time added to ``eval_time_s`` (after a CUDA sync,
+        so that pending training work is not counted as scoring)."""
+        _sync(self.params)
+        start = time.perf_counter()
+        value = self.evaluate()
+        self.outcome.eval_time_s += time.perf_counter() - start
+        return value
+
+    def _score_last_row(self, phase: str) -> None:
+        """Score the weights `phase` hands on into its last history row."""
+        history = self.outcome.history
+        if history.get("phase") and history["phase"][-1] == phase:
+            history["rel_l2"][-1] = self._score()
 
     def monitored_value(self) -> float:
         """The value `monitor` names (see `MONITORS`), for the current weights, in full precision."""
@@ -198,7 +227,7 @@ class Trainer:
         s, out = self.s, self.outcome
         optimizer = torch.optim.Adam(self.params, lr=self.lr)
         skipped = consecutive = points_seen = 0
-        start = time.perf_counter()
+        start, scoring = time.perf_counter(), out.eval_time_s
         bar = progress_bar(self.epochs, "adam", self.progress)
         try:
             for epoch in range(self.epochs):
@@ -234,15 +263,17 @@ class Trainer:
                 if due and (s.schedule.wants_monitor or s.stopper.wants_monitor):
                     monitored = self.monitored_value()
                     s.schedule.observe(epoch, monitored)
-                elapsed = time.perf_counter() - start
+                elapsed = time.perf_counter() - start - (out.eval_time_s - scoring)
+                scored = epoch % self.eval_every == 0
+                error = self._score() if scored else None
                 row = {"epoch": epoch, "phase": "adam", "loss": current, "lr": lr,
                        "grad_norm": max(norms) if norms else math.nan, "amp_skipped": skipped,
                        "time_s": elapsed, "points_per_s": points_seen / max(elapsed, 1e-12),
-                       "monitor": monitored,
+                       "monitor": monitored, "rel_l2": error,
                        **{f"loss_{t}": v for t, v in terms.items()},
                        **{f"{t}_weight": w for t, w in s.balancer.weights.items()}}
                 stop = False
-                if epoch % self.log_every == 0 or epoch == self.epochs - 1:
+                if scored or epoch % self.log_every == 0 or epoch == self.epochs - 1:
                     stop = self._log(row)
                 if epoch % 50 == 0:
                     bar.set_postfix(loss=f"{current:.3e}", refresh=False)
@@ -258,8 +289,9 @@ class Trainer:
         finally:
             bar.close()
             _sync(self.params)
-            out.adam_time_s = time.perf_counter() - start
+            out.adam_time_s = time.perf_counter() - start - (out.eval_time_s - scoring)
         out.best_epoch = s.stopper.best_epoch
+        self._score_last_row("adam")
 
     # ------------------------------------------------------------ L-BFGS phase
 
@@ -270,7 +302,7 @@ class Trainer:
                                       history_size=50, tolerance_grad=1e-12, tolerance_change=1e-15,
                                       line_search_fn="strong_wolfe")
         weights = dict(self.s.balancer.weights)
-        start = time.perf_counter()
+        start, scoring = time.perf_counter(), out.eval_time_s
         base_epoch = out.epochs_run
 
         def closure() -> torch.Tensor:
@@ -281,12 +313,15 @@ class Trainer:
                 raise StopTraining("nonfinite")
             loss.backward()
             self._snapshot()
+            elapsed = time.perf_counter() - start - (out.eval_time_s - scoring)
+            error = self._score() if out.lbfgs_iterations % self.eval_every == 0 else None
             out.lbfgs_iterations += 1
-            stop = self._log({"epoch": base_epoch + out.lbfgs_iterations - 1, "phase": "lbfgs", "loss": float(loss.detach()),
-                       "lr": 1.0, "grad_norm": math.nan, "amp_skipped": 0,
-                       "time_s": out.adam_time_s + time.perf_counter() - start, "points_per_s": math.nan,
-                       "monitor": None, **{f"loss_{t}": v for t, v in _floats(terms).items()},
-                       **{f"{t}_weight": w for t, w in weights.items()}})
+            stop = self._log({"epoch": base_epoch + out.lbfgs_iterations - 1, "phase": "lbfgs",
+                              "loss": float(loss.detach()), "lr": 1.0, "grad_norm": math.nan, "amp_skipped": 0,
+                              "time_s": out.adam_time_s + elapsed, "points_per_s": math.nan, "monitor": None,
+                              "rel_l2": error,
+                              **{f"loss_{t}": v for t, v in _floats(terms).items()},
+                              **{f"{t}_weight": w for t, w in weights.items()}})
             if stop:
                 raise StopTraining("stopped")
             return loss
@@ -297,7 +332,8 @@ class Trainer:
             if stop.reason == "nonfinite":
                 self._restore_last_finite()
             out.stop_reason = stop.reason
-        out.lbfgs_time_s = time.perf_counter() - start
+        out.lbfgs_time_s = time.perf_counter() - start - (out.eval_time_s - scoring)
+        self._score_last_row("lbfgs")
 
     def fit(self, lbfgs_iterations: int = 0, lbfgs_dtype: torch.dtype | None = None) -> TrainOutcome:
         """Adam phase, then (unless it ended on a non-finite loss or a user stop) the L-BFGS phase.

@@ -1,6 +1,7 @@
 """Trainer and the stage-1 toggles: clipping, AMP, early stopping, NaN guard, L-BFGS phase."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -138,3 +139,46 @@ def test_on_epoch_stop_also_ends_the_lbfgs_phase():
     cfg = SMOKE.override("train.epochs=3", "train.lbfgs_iterations=50")
     result = cpikan.run(cfg, progress=False, on_epoch=lambda row: row["phase"] == "lbfgs")
     assert result.metrics["stop_reason"] == "stopped" and result.metrics["lbfgs_iterations"] == 1
+
+
+def scored_rows(history):
+    return [(e, p) for e, p, v in zip(history["epoch"], history["phase"], history["rel_l2"]) if v is not None]
+
+
+def test_rel_l2_is_scored_every_k_epochs_and_iterations_in_both_phases_and_on_each_phase_s_last_row():
+    cfg = SMOKE.override("train.epochs=12", "train.eval_every=5", "train.log_every=4", "train.lbfgs_iterations=12")
+    result = cpikan.run(cfg, progress=False)
+    h, n = result.history, result.metrics["lbfgs_iterations"]
+    adam = [e for e, p in zip(h["epoch"], h["phase"]) if p == "adam"]
+    assert adam == [0, 4, 5, 8, 10, 11]  # logged every 4th epoch, every scored one, and the last
+    lbfgs = [i for i in range(n) if i % 5 == 0 or i == n - 1]
+    assert n >= 6 and scored_rows(h) == [(e, "adam") for e in (0, 5, 10, 11)] + [(12 + i, "lbfgs") for i in lbfgs]
+    # poisson1d's evaluation set (1,001 points) is smaller than the subset: the last row is the final error
+    assert h["rel_l2"][-1] == result.metrics["rel_l2"]
+
+
+def test_scoring_does_not_change_training():
+    cfg = SMOKE.override("train.epochs=12", "train.lbfgs_iterations=10")
+    every, rarely = (cpikan.run(cfg.override(f"train.eval_every={k}"), progress=False) for k in (1, 1000))
+    assert every.history["loss"] == rarely.history["loss"]
+    assert len(scored_rows(every.history)) > len(scored_rows(rarely.history)) == 4  # each phase's first and last
+
+
+def test_a_slow_scoring_is_timed_apart_and_left_out_of_every_training_time(monkeypatch):
+    pause = 0.25
+    real = cpikan.runs.relative_l2
+
+    def slow(pred, true):
+        time.sleep(pause)
+        return real(pred, true)
+
+    monkeypatch.setattr(cpikan.runs, "relative_l2", slow)
+    cfg = SMOKE.override("train.epochs=4", "train.eval_every=1", "train.lbfgs_iterations=4")
+    result = cpikan.run(cfg, progress=False)
+    m, times = result.metrics, result.history["time_s"]
+    scorings = len(scored_rows(result.history)) + 2  # and each phase's last row once more
+    assert m["eval_time_s"] >= scorings * pause
+    assert all(later - earlier < pause for earlier, later in zip([0.0, *times], times))
+    assert m["adam_time_s"] + m["lbfgs_time_s"] < pause
+    assert times[-1] == pytest.approx(m["adam_time_s"] + m["lbfgs_time_s"], abs=0.05)
+    assert m["time_per_epoch_ms"] < 1000 * pause
