@@ -4,6 +4,8 @@ Tables (under <results_dir>/<profile>/tables/, rewritten each time):
 - ``<problem>.csv|md``: the headline of each problem (CSV keeps the numbers and run files)
 - ``timing.csv|md``, ``recommended.csv|md``: across problems
 - ``runs.csv``: every run file with its status and metrics
+``reproductions.csv|md``, in the same folder, are `cpikan study reproduce`'s
+(`cpikan.study.published`): rewriting the report's tables leaves them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cpikan.study import figures
+from cpikan.study import figures, published
 from cpikan.study.parameters import ReportParameters
 from cpikan.study.report import Report, gather, readable
 
@@ -28,7 +30,8 @@ def write_tables(report: Report) -> Path:
     folder = Path(report.folder) / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     for old in [*folder.glob("*.csv"), *folder.glob("*.md")]:
-        old.unlink()
+        if old.stem != published.TABLE:  # the reproductions' table is `cpikan study reproduce`'s
+            old.unlink()
     named = {**report.headlines, "timing": report.timing, "recommended": report.recommended}
     for name, table in named.items():
         table.to_csv(folder / f"{name}.csv", index=False)

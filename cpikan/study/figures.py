@@ -1,5 +1,6 @@
 """Plotly figures of study runs: history curves over seeds, metric bars, cost against points,
-the collocation cloud, coefficient scales. Each takes a list of `cpikan.study.store.StudyRun`.
+the collocation cloud, coefficient scales, a reproduction against its paper. Each takes a list
+of `cpikan.study.store.StudyRun`.
 
 Colours follow the variant's first appearance, so a variant keeps its colour across panels.
 """
@@ -18,7 +19,9 @@ from plotly.subplots import make_subplots
 from cpikan.config import RunConfig, resolve
 from cpikan.models import ChebyKANLayer, initial_network
 from cpikan.runs import build_problem
+from cpikan.study.published import compare
 from cpikan.study.registry import variant_label
+from cpikan.study.reproductions import Reproduction
 from cpikan.study.store import StudyRun
 
 MAX_POINTS = 1000  # per curve; longer histories are thinned evenly
@@ -231,4 +234,27 @@ def forest(table: pd.DataFrame, metric: str = "rel_l2", title: str | None = None
     fig.update_xaxes(type="log", title_text=f"{metric}: variant / baseline (geometric mean, 95 % interval)")
     fig.update_yaxes(categoryorder="array", categoryarray=labels)
     fig.update_layout(title=title or f"paired-seed ratios of {metric}", height=max(300, 26 * len(labels) + 120))
+    return fig
+
+
+def against_published(runs: Sequence[StudyRun], entry: Reproduction) -> go.Figure:
+    """A reproduction's arms (x) on a log rel_l2 axis: our seeds (dots), their geometric mean
+    (bar), the published value (diamond, with its ± spread when the paper gives one)."""
+    fig = go.Figure()
+    for row in compare(runs, entry).itertuples():
+        ours = [r.result.metrics["rel_l2"] for r in runs
+                if r.ablation == entry.name and r.variant == row.arm and r.result.status == "ok"]
+        label = f"{row.arm}<br>{row.method}"
+        fig.add_trace(go.Bar(x=[label], y=[row.rel_l2_geomean], name="ours: geometric mean", marker_color=PALETTE[0],
+                             opacity=0.4, legendgroup="mean", showlegend=row.Index == 0))
+        fig.add_trace(go.Scatter(x=[label] * len(ours), y=ours, mode="markers", name="ours: one seed",
+                                 marker=dict(color=PALETTE[0], size=8), legendgroup="seeds",
+                                 showlegend=row.Index == 0))
+        if row.published is not None and math.isfinite(row.published):
+            spread = row.published_spread if row.published_spread is not None else math.nan
+            fig.add_trace(go.Scatter(x=[label], y=[row.published], mode="markers", name=f"published ({row.source})",
+                                     marker=dict(color=PALETTE[1], size=13, symbol="diamond"),
+                                     error_y=dict(type="data", array=[spread], visible=math.isfinite(spread))))
+    fig.update_yaxes(type="log", title_text="relative L2 error")
+    fig.update_layout(title=f"{entry.name}: published against ours", height=420, barmode="overlay")
     return fig
