@@ -54,7 +54,9 @@ def test_a_reproduction_notebook_states_its_reference_numbers_and_differences(na
     for text in (entry.paper, entry.code, *entry.differences, *(p.source for p in entry.published.values())):
         assert text in intro
     sources = [c.source for c in notebooks.render(entry).cells]
-    assert "published.table(runs, entry)" in sources[4] and "figures.against_published(runs, entry)" in sources
+    assert sources[1].startswith("## What the quick profile found\n\n" + (entry.finding or "Not run yet."))
+    assert any("published.table(runs, entry)" in s for s in sources)
+    assert "figures.against_published(runs, entry)" in sources
     assert sources[-1].startswith(CHECK_MARK) and "published.summary(runs, entry)" in sources[-1]
 
 

@@ -35,6 +35,10 @@ SUMMARY = ("## Summary\n\nThe most accurate variant per problem and its relative
            "(one significant digit, so the line is stable from run to run).")
 AGAINST = ("## Published against ours\n\nOur seeds (dots), their geometric mean (bar) and the published value "
            "(diamond, with its spread when the paper gives one), on a log axis.")
+FINDING = ("## What the quick profile found\n\n{finding}\n\nThe table: `reports/quick/tables/reproductions.md`; "
+           "the executed notebook, with its figures: `reports/quick/notebooks/{name}.ipynb` (written by "
+           "`cpikan study reproduce --profile quick --only {name}`).")
+NOT_RUN = "Not run yet."
 VERDICT = ("## Verdict\n\nPer arm: our geometric-mean relative L2 error (one significant digit), the published value, "
            "whether they match, and the paired ratio to the baseline arm (`cpikan.study.published`).\n\n{rule}\n\nThe "
            "checked output below is the smoke profile's, a few steps long: it says nothing about the paper. The "
@@ -90,6 +94,7 @@ def _render_reproduction(entry: Reproduction) -> nbformat.NotebookNode:
              "through papermill. A reproduction that does not match says so below; it is not tuned until it does.")
     cells = {
         "intro": new_markdown_cell(intro),
+        "finding": new_markdown_cell(FINDING.format(finding=entry.finding or NOT_RUN, name=name)),
         "parameters": new_code_cell(parameters_cell(StudyParameters, ablation=name),
                                     metadata={"tags": ["parameters"]}),
         "setup": new_code_cell("from cpikan import study\n"
