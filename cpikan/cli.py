@@ -52,6 +52,10 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     if args.action == "render":
         print("\n".join(study.render_notebooks(only=args.only.split(",") if args.only else None)))
+    elif args.action == "reproduce":
+        study.run_reproductions(profile=args.profile, only=args.only.split(",") if args.only else None,
+                                seeds=args.seeds, jobs=args.jobs, executor=args.executor, address=args.address,
+                                root=args.root)
     elif args.action == "run":
         study.run_study(profile=args.profile, only=args.only.split(",") if args.only else None,
                         seeds=args.seeds, jobs=args.jobs, executor=args.executor, address=args.address,
@@ -87,10 +91,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("problems", help="list registered problems").set_defaults(func=_cmd_problems)
     sub.add_parser("keys", help="list config keys, defaults and choices").set_defaults(func=_cmd_keys)
 
-    s = sub.add_parser("study", help="run the ablation notebooks, build the report, or render the notebooks")
-    s.add_argument("action", choices=("run", "report", "render"))
+    s = sub.add_parser("study", help="run the ablation notebooks, build the report, run the reproduction notebooks "
+                                     "(and write their table), or render the notebooks")
+    s.add_argument("action", choices=("run", "report", "reproduce", "render"))
     s.add_argument("--profile", default="quick", choices=PROFILES)
-    s.add_argument("--only", help="comma-separated ablation names")
+    s.add_argument("--only", help="comma-separated ablation (run, render) or reproduction (reproduce, render) names")
     s.add_argument("--seeds", type=int, help="seeds per run (default: the profile's)")
     s.add_argument("--jobs", type=int, default=1, help="notebooks executed at once")
     s.add_argument("--executor", default="local", choices=("local", "dask"))

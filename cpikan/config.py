@@ -175,6 +175,8 @@ class RunConfig:
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "loss": LossConfig, "sampling": SamplingConfig}
 
 WARMUP = Param(int, 0, NON_NEGATIVE)  # epochs of linear warm-up before any schedule
+# Adam epochs before an adaptive sampler's first refinement; None: as many as between two refinements
+FIRST_REFINEMENT = Param(int, None, POSITIVE)
 PARAMS: dict[str, dict[str, dict[str, Param]]] = {
     "train.early_stopping": {
         "*": {"patience": Param(int, 500, POSITIVE), "min_delta": Param(float, 0.0, NON_NEGATIVE)},
@@ -200,9 +202,11 @@ PARAMS: dict[str, dict[str, dict[str, Param]]] = {
         "none": {},
         "rar": {"rounds": Param(int, 3, POSITIVE), "candidates": Param(int, 100000, POSITIVE),
                 "ratio": Param(float, 0.2, SHARE),
-                "percentile": Param(float, 75.0, Rule(lambda v: 0 <= v < 100, "in [0, 100)"))},
+                "percentile": Param(float, 75.0, Rule(lambda v: 0 <= v < 100, "in [0, 100)")),
+                "start": FIRST_REFINEMENT},
         "rad": {"rounds": Param(int, 5, POSITIVE), "candidates": Param(int, 100000, POSITIVE),
-                "k": Param(float, 1.0, NON_NEGATIVE), "c": Param(float, 1.0, NON_NEGATIVE)},
+                "k": Param(float, 1.0, NON_NEGATIVE), "c": Param(float, 1.0, NON_NEGATIVE),
+                "start": FIRST_REFINEMENT},
     },
     "sampling.batches": {
         "*": {"count": Param(int, 4, POSITIVE), "mode": Param(str, "minibatch", choices=("minibatch", "patches")),

@@ -15,6 +15,7 @@ from typing import Mapping
 
 import torch
 
+from cpikan.config import ConfigError
 from cpikan.derivatives import ENGINES, Derivatives, Plan, TaylorDerivatives, discover_plan
 from cpikan.problems.base import Dirichlet, Initial, Periodic, Problem
 from cpikan.sampling import ConditionPoints, PointSets
@@ -32,6 +33,11 @@ class PhysicsLoss:
     def __init__(self, problem: Problem, net: torch.nn.Module, engine: str, params: "ProblemParameters") -> None:
         self.problem, self.net, self.engine, self.params = problem, net, engine, params
         self._plans: dict | None = None
+        if engine == "taylor" and problem.output is not None:
+            raise ConfigError(f"derivatives='taylor' cannot differentiate problem {problem.name!r}: its output "
+                              "transform (Problem.output, a hard constraint) is a Python function of x and the "
+                              "network value, which the taylor engine's layer-by-layer propagation cannot pass "
+                              "through; use derivatives=autograd")
         if engine == "taylor":
             self._plans = {"pde": discover_plan(problem.residual, net, problem.box.lo, problem.box.hi,
                                                 params.as_dict(), problem.lap_axes)}

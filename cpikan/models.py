@@ -114,6 +114,21 @@ class Network(nn.Module):
         return h[:, 0]
 
 
+class Constrained(nn.Module):
+    """u(x) = output(x, net(x)): a network under a problem's hard constraint (`Problem.output`).
+
+    Shapes: x (N, d) -> (N,). Its parameters are `net`'s; derivatives of u are taken through
+    `output` by autograd (the taylor engine walks `Network.ops` and cannot pass through it).
+    """
+
+    def __init__(self, net: nn.Module, output: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.net, self.output = net, output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(x, self.net(x))
+
+
 def kan_layers(widths: Sequence[int], degree: int, layernorm: bool) -> list[nn.Module]:
     """[Squash -> Cheb(n_i, n_{i+1}, K)] per layer; no LayerNorm in front of the first."""
     ops: list[nn.Module] = []

@@ -19,7 +19,7 @@ from cpikan.config import ConfigError, RunConfig, params, resolve
 from cpikan.losses import BALANCERS, PhysicsLoss, ProblemParameters
 from cpikan.metrics import (device_name, evaluation_subset, max_abs_error, peak_memory_mb, predict,
                             relative_l2, reset_peak_memory, versions)
-from cpikan.models import initial_network
+from cpikan.models import Constrained, initial_network
 from cpikan.problems.base import Problem
 from cpikan.sampling import PointSets, make_sampler, sample_points
 from cpikan.schedules import SCHEDULES
@@ -155,6 +155,8 @@ def _train_and_evaluate(cfg: RunConfig, problem: Problem, device: torch.device, 
                         progress: bool, on_epoch: Callable[[dict], bool | None] | None) -> RunResult:
     gen = torch.Generator().manual_seed(cfg.seed)
     net = initial_network(cfg, problem.box).to(device, dtype)
+    if problem.output is not None:
+        net = Constrained(net, problem.output)
     unknowns = ProblemParameters(problem.unknowns, problem.constants).to(device, dtype)
     s = cfg.sampling
     points = sample_points(problem, s.n_pde, s.n_bc, s.n_ic, gen, device, dtype)

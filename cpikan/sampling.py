@@ -8,7 +8,9 @@ then moved to the run's device and dtype, so a seed gives the same points on eve
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Callable
 
 import torch
@@ -163,20 +165,28 @@ class Collocation:
         return None
 
 
-def refinement_epochs(epochs: int, rounds: int) -> frozenset[int]:
-    """The 0-based epochs after which an adaptive sampler refines: the ends of the first `rounds`
-    of `rounds` + 1 equal spans of the Adam phase (fewer when `epochs` <= `rounds`).
+def refinement_epochs(epochs: int, rounds: int, start: int | None = None) -> frozenset[int]:
+    """The 0-based epochs after which an adaptive sampler refines (fewer when they would coincide).
+
+    The first refinement follows `start` epochs on the initial cloud; the `rounds` refinements
+    then come at equal spans s = (epochs - start) / rounds, so the final cloud also trains for s
+    epochs. `start` None makes the first span as long as the others: the ends of the first
+    `rounds` of `rounds` + 1 equal spans of the Adam phase.
 
     ``refinement_epochs(20, 3)`` -> {4, 9, 14}: the last quarter trains on the final cloud.
+    ``refinement_epochs(50_000, 40, start=10_000)`` -> {9_999, 10_999, ..., 48_999}: Wu et al.'s
+    schedule (10,000 iterations, then 40 rounds of resampling and 1,000 iterations).
     """
-    return frozenset(j * epochs // (rounds + 1) - 1 for j in range(1, rounds + 1)) - {-1}
+    first = Fraction(epochs, rounds + 1) if start is None else Fraction(start)
+    span = (epochs - first) / rounds
+    return frozenset(math.floor(first + j * span) - 1 for j in range(rounds)) - {-1}
 
 
 class ResidualRefinement(Collocation):
     """``sampling.adaptive = "rar"``: greedy residual-based adaptive refinement (RAR-G).
 
-    After each refinement epoch (`rounds` of them, see `refinement_epochs`), score `candidates`
-    fresh uniform points by |r| and add to the cloud the m = round(ratio N_0) with the largest
+    After each refinement epoch (`rounds` of them after `start`, see `refinement_epochs`), score
+    `candidates` fresh uniform points by |r| and add to the cloud the m = round(ratio N_0) with the largest
     |r|, N_0 the initial interior count. Only candidates above the `percentile`-th percentile
     of |r| qualify, so a round adds at most a share 1 - percentile / 100 of the candidates.
     Added points stay for the rest of the run; with `resample`, only the uniform part is redrawn.
@@ -197,12 +207,14 @@ class ResidualRefinement(Collocation):
         candidates: fresh uniform points scored per round.
         ratio: points added per round, as a fraction of N_0.
         percentile: only candidates with |r| above this percentile of their |r| are added.
+        start: epochs before the first refinement; None: as many as between two refinements.
     """
 
     def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, *, epochs: int, rounds: int,
-                 candidates: int, ratio: float, percentile: float, **batching: Any) -> None:
+                 candidates: int, ratio: float, percentile: float, start: int | None = None,
+                 **batching: Any) -> None:
         super().__init__(points, box, gen, **batching)
-        self.due = refinement_epochs(epochs, rounds)
+        self.due = refinement_epochs(epochs, rounds, start)
         self.candidates, self.ratio, self.percentile = candidates, ratio, percentile
         self.added = points[:0]
 
@@ -225,7 +237,7 @@ class ResidualRefinement(Collocation):
 class ResidualDistribution(Collocation):
     """``sampling.adaptive = "rad"``: residual-based adaptive distribution (RAD).
 
-    After each refinement epoch (`rounds` of them, see `refinement_epochs`), replace the whole
+    After each refinement epoch (`rounds` of them after `start`, see `refinement_epochs`), replace the whole
     cloud by N_0 distinct points drawn, without replacement, from `candidates` fresh uniform
     points with probability
 
@@ -247,12 +259,13 @@ class ResidualDistribution(Collocation):
         candidates: fresh uniform points scored per round; at least N_0.
         k: exponent >= 0 of |r|.
         c: constant >= 0 added to the normalised density.
+        start: epochs before the first redistribution; None: as many as between two of them.
     """
 
     def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, *, epochs: int, rounds: int,
-                 candidates: int, k: float, c: float, **batching: Any) -> None:
+                 candidates: int, k: float, c: float, start: int | None = None, **batching: Any) -> None:
         super().__init__(points, box, gen, **batching)
-        self.due = refinement_epochs(epochs, rounds)
+        self.due = refinement_epochs(epochs, rounds, start)
         self.candidates, self.k, self.c = candidates, k, c
         self.pool: torch.Tensor | None = None
         self.prob: torch.Tensor | None = None
@@ -306,5 +319,8 @@ def make_sampler(cfg: RunConfig, problem: Problem, points: torch.Tensor, gen: to
                           f"sampling.adaptive='rad': RAD draws the {n} interior points (sampling.n_pde) without "
                           f"replacement from the candidates; choose at least {n}")
     if cfg.sampling.adaptive != "none":
+        if options["start"] is not None and options["start"] >= cfg.train.epochs:
+            raise ConfigError(f"sampling.adaptive_params.start={options['start']} is not valid: the first refinement "
+                              f"must come before the end of the {cfg.train.epochs} Adam epochs (train.epochs)")
         options["epochs"] = cfg.train.epochs
     return SAMPLERS[cfg.sampling.adaptive](points, problem.box, gen, **batching, **options)

@@ -6,10 +6,11 @@ import pytest
 from nbformat.v4 import new_output
 
 from cpikan.config import ConfigError
-from cpikan.study import figures, get, names, notebooks
+from cpikan.study import figures, get, names, notebooks, reproductions
 from cpikan.study.batch import CHECK_MARK
 
 FOLDER = notebooks.FOLDER
+ENTRIES = [*names(), *reproductions.names()]
 
 
 def _inputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -21,24 +22,42 @@ def _inputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def test_there_is_one_notebook_per_ablation():
+def test_there_is_one_notebook_per_ablation_and_per_reproduction():
     assert sorted(p.stem for p in FOLDER.glob("*.ipynb")) == sorted(names())
+    assert sorted(p.stem for p in notebooks.REPRODUCTIONS.glob("*.ipynb")) == sorted(reproductions.names())
 
 
-@pytest.mark.parametrize("name", names())
+@pytest.mark.parametrize("name", ENTRIES)
 def test_committed_notebook_equals_its_rendering(name):
-    committed = nbformat.read(FOLDER / f"{name}.ipynb", as_version=4)
-    assert _inputs(committed) == _inputs(notebooks.render(get(name))), \
-        f"notebooks/ablations/{name}.ipynb differs from its registry entry: run `cpikan study render --only {name}`"
+    entry = reproductions.entry(name)
+    path = notebooks.folder_of(entry) / f"{name}.ipynb"
+    committed = nbformat.read(path, as_version=4)
+    assert _inputs(committed) == _inputs(notebooks.render(entry)), \
+        f"{path} differs from its registry entry: run `cpikan study render --only {name}`"
 
 
-@pytest.mark.parametrize("name", names())
+@pytest.mark.parametrize("name", ENTRIES)
 def test_rendering_is_valid_deterministic_and_calls_a_figure_function(name):
-    nb = notebooks.render(get(name))
+    entry = reproductions.entry(name)
+    nb = notebooks.render(entry)
     nbformat.validate(nb)
-    assert nb == notebooks.render(get(name))
-    function = get(name).figure.split("(")[0]
+    assert nb == notebooks.render(entry)
+    function = entry.figure.split("(")[0]
     assert function.startswith("figures.") and callable(getattr(figures, function.removeprefix("figures."), None))
+
+
+@pytest.mark.parametrize("name", reproductions.names())
+def test_a_reproduction_notebook_states_its_reference_numbers_and_differences(name):
+    entry = reproductions.get(name)
+    intro = notebooks.render(entry).cells[0].source
+    assert intro.startswith(f"# Reproduction: {entry.title}")
+    for text in (entry.paper, entry.code, *entry.differences, *(p.source for p in entry.published.values())):
+        assert text in intro
+    sources = [c.source for c in notebooks.render(entry).cells]
+    assert sources[1].startswith("## What the quick profile found\n\n" + (entry.finding or "Not run yet."))
+    assert any("published.table(runs, entry)" in s for s in sources)
+    assert "figures.against_published(runs, entry)" in sources
+    assert sources[-1].startswith(CHECK_MARK) and "published.summary(runs, entry)" in sources[-1]
 
 
 def test_the_parameters_cell_declares_the_study_parameters_with_help(tmp_path):

@@ -6,6 +6,7 @@ import torch
 
 from cpikan import problems
 from cpikan.derivatives import AutogradDerivatives
+from cpikan.models import Constrained, build_network
 from cpikan.problems.base import Box, Dirichlet, Initial, Periodic
 from cpikan.config import ConfigError
 from cpikan.sampling import condition_points, uniform_box
@@ -106,3 +107,26 @@ def test_condition_points_lie_on_their_faces():
     assert (dirichlet[:, 1] == -6.0).sum() == 5
     initial = condition_points(problem, Initial(problem.exact), 10, gen).x
     assert (initial[:, 0] == 0).all()
+
+
+def test_a_hard_constraint_carries_the_exact_solution_and_holds_for_any_network():
+    """forced_diffusion1d: u = sin(pi x) + (1 - x^2) t n. The n that gives the exact solution zeroes
+    the residual through the transform; any network meets the initial and boundary values."""
+    problem = problems.get("forced_diffusion1d")
+    assert problem.terms == ("pde",)
+
+    def n_exact(x):  # (u - sin(pi x)) / ((1 - x^2) t): finite inside the box
+        return (problem.exact(x) - torch.sin(np.pi * x[:, 1])) / ((1 - x[:, 1] ** 2) * x[:, 0])
+
+    x = uniform_box(problem.box, 500, torch.Generator().manual_seed(0))
+    d = AutogradDerivatives(Constrained(n_exact, problem.output), x, {}, problem.lap_axes)
+    assert problem.residual(d, d.x).abs().max() < RESIDUAL_TOL
+
+    torch.manual_seed(0)
+    net = Constrained(build_network("pinn", problem.box.lo, problem.box.hi, (8, 8), 5).double(), problem.output)
+    edges = x.clone()
+    edges[:250, 0] = 0.0  # t = 0
+    edges[250:, 1] = torch.where(torch.arange(250) % 2 == 0, -1.0, 1.0).double()  # x = -1, +1
+    with torch.no_grad():
+        assert (net(edges) - problem.exact(edges)).abs().max() < 1e-15
+        assert net(x).sub(problem.exact(x)).abs().max() > 1e-2  # inside, the untrained network is free

@@ -123,3 +123,19 @@ def test_cli_lists_problems_and_keys(capsys):
     main(["keys"])
     out = capsys.readouterr().out
     assert "allen_cahn1d" in out and "train.grad_clip" in out and "'bf16'" not in out and "bf16" in out
+
+
+def test_a_hard_constraint_is_what_the_run_trains_and_measures():
+    cfg = cpikan.RunConfig(problem="forced_diffusion1d", profile="smoke", device="cpu", threads=1)
+    result = cpikan.run(cfg, progress=False)
+    assert result.config["loss"]["weights"] == {"pde": 1.0} and "loss_bc" not in result.history
+    t0 = torch.tensor([[0.0, -0.5], [0.0, 0.25]])
+    with torch.no_grad():
+        assert torch.equal(result.model(t0), torch.sin(math.pi * t0[:, 1]))
+
+
+def test_the_taylor_engine_refuses_a_hard_constraint():
+    cfg = cpikan.RunConfig(problem="forced_diffusion1d", profile="smoke", device="cpu", derivatives="taylor")
+    with pytest.raises(cpikan.ConfigError, match="derivatives='taylor' cannot differentiate problem "
+                                                 "'forced_diffusion1d'.*use derivatives=autograd"):
+        cpikan.run(cfg, progress=False)

@@ -53,6 +53,21 @@ def test_refinements_split_the_adam_phase_into_equal_spans(epochs, rounds, due):
     assert refinement_epochs(epochs, rounds) == due
 
 
+@pytest.mark.parametrize("epochs, rounds, start, due", [
+    (50_000, 40, 10_000, set(range(9_999, 49_000, 1_000))), (20, 2, 10, {9, 14}), (10, 3, 9, {8}),
+])
+def test_a_start_delays_the_first_refinement_and_spreads_the_rest_evenly(epochs, rounds, start, due):
+    assert refinement_epochs(epochs, rounds, start) == due
+
+
+def test_a_start_at_or_after_the_last_epoch_is_refused():
+    problem = cpikan.problems.get("poisson1d")
+    cfg = cpikan.RunConfig(problem="poisson1d").override({"train.epochs": 100, "sampling.adaptive": "rad",
+                                                          "sampling.adaptive_params": {"start": 100}})
+    with pytest.raises(ConfigError, match=r"adaptive_params\.start=100 is not valid: .* 100 Adam epochs"):
+        make_sampler(cfg, problem, uniform_box(problem.box, 64, gen()), gen())
+
+
 # ---------------------------------------------------------------- RAR
 
 def test_rar_adds_a_share_of_the_initial_points_where_the_residual_is_largest():

@@ -10,7 +10,7 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 import cpikan
 from cpikan import problems, study
-from cpikan.study import batch, runner
+from cpikan.study import batch, reproductions, runner
 from cpikan.config import PROFILES, ConfigError, diff, resolve
 from cpikan.runs import RunResult, build_problem
 
@@ -57,15 +57,22 @@ def test_a_base_setup_is_where_every_arm_starts():
                        title="t", intro="i", figure="f", story="s", stage="1", base={"huge": {}})
 
 
-def test_every_problem_is_in_the_quick_study_and_every_ablation_has_a_notebook():
-    quick = {p for a in study.ABLATIONS.values() for p in a.problems["quick"]}
+def test_every_problem_is_in_a_quick_batch_and_every_entry_has_a_notebook():
+    """Every registered problem runs in the quick profile: in an ablation (`cpikan study run`) or,
+    for a problem only a paper's setup uses, in a reproduction (`cpikan study reproduce`)."""
+    quick = {p for a in [*study.ABLATIONS.values(), *study.REPRODUCTIONS.values()] for p in a.problems["quick"]}
     assert quick == set(problems.names())
     for name in study.names():
         assert (NOTEBOOKS / "ablations" / f"{name}.ipynb").is_file()
+    for name in reproductions.names():
+        assert (NOTEBOOKS / "reproductions" / f"{name}.ipynb").is_file()
 
 
-@pytest.mark.parametrize("path", sorted((NOTEBOOKS / "ablations").glob("*.ipynb")), ids=lambda p: p.stem)
-def test_ablation_notebook_declares_the_study_parameters_and_validates_them(path):
+STUDY_NOTEBOOKS = sorted([*(NOTEBOOKS / "ablations").glob("*.ipynb"), *(NOTEBOOKS / "reproductions").glob("*.ipynb")])
+
+
+@pytest.mark.parametrize("path", STUDY_NOTEBOOKS, ids=lambda p: p.stem)
+def test_study_notebook_declares_the_study_parameters_and_validates_them(path):
     declared = list(papermill.inspect_notebook(str(path)))
     assert declared == DECLARED
     nb = nbformat.read(path, as_version=4)
@@ -75,8 +82,7 @@ def test_ablation_notebook_declares_the_study_parameters_and_validates_them(path
     assert len(code) <= 10 and not any("def " in c.source for c in code)
 
 
-@pytest.mark.parametrize("path", [*sorted((NOTEBOOKS / "ablations").glob("*.ipynb")), NOTEBOOKS / "report.ipynb"],
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [*STUDY_NOTEBOOKS, NOTEBOOKS / "report.ipynb"], ids=lambda p: p.stem)
 def test_committed_notebooks_keep_only_checked_outputs(path):
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
@@ -84,6 +90,45 @@ def test_committed_notebooks_keep_only_checked_outputs(path):
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:40]
     checked = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(batch.CHECK_MARK)]
     assert all(c.outputs and c.execution_count for c in checked)
+
+
+@pytest.mark.parametrize("name", reproductions.names())
+def test_every_arm_differs_from_the_baseline_arm_in_its_overrides_and_sizes(name):
+    entry = reproductions.get(name)
+    for profile in PROFILES:
+        problem = entry.problems[profile][0]
+        sizes = entry.sizes.get(profile, {})
+        base = study.variant_config(entry, entry.variants[0], problem, profile)
+        for variant in entry.variants[1:]:
+            if profile not in variant.profiles:
+                continue
+            named = {".".join(k.split(".")[:2]) for k in [*variant.overrides, *sizes.get(variant.name, {}),
+                                                          *sizes.get(entry.variants[0].name, {})]}
+            changed = diff(base, study.variant_config(entry, variant, problem, profile))
+            assert set(variant.overrides) <= set(changed) <= named, (name, profile, variant.name)
+
+
+def test_an_arm_s_sizes_come_after_its_overrides_and_name_known_arms():
+    wu = reproductions.get("wu2023_diffusion")
+    quick = study.variant_config(wu, wu.variant("rad"), "forced_diffusion1d", "quick")
+    assert quick.train.epochs == 50_000 and quick.sampling.adaptive_params == {
+        "k": 1.0, "c": 1.0, "rounds": 40, "start": 10_000, "candidates": 10_000}
+    assert study.variant_config(wu, wu.variant("baseline"), "forced_diffusion1d", "quick").train.epochs == 15_000
+    with pytest.raises(ConfigError, match="has no variant 'radd'"):
+        study.Ablation("x", wu.keys, wu.variants, wu.problems, wu.seeds, title="t", intro="i", figure="f", story="s",
+                       stage="1", sizes={"quick": {"radd": {"train.epochs": 5}}})
+
+
+def test_entries_are_found_by_name_and_each_command_takes_its_own():
+    assert reproductions.entry("amp") is study.get("amp")
+    assert reproductions.entry("wu2023_diffusion") is reproductions.get("wu2023_diffusion")
+    with pytest.raises(ConfigError, match="unknown ablation 'wu'; valid: grad_clip.*or a reproduction: "
+                                          "wang2021_helmholtz"):
+        reproductions.entry("wu")
+    with pytest.raises(ConfigError, match="unknown reproduction 'amp'; valid: wang2021_helmholtz"):
+        study.run_reproductions("smoke", only=["amp"])
+    with pytest.raises(ConfigError, match="unknown ablation 'wu2023_diffusion'"):
+        study.run_study("smoke", only=["wu2023_diffusion"])
 
 
 # ---------------------------------------------------------------- notebook parameters
@@ -98,6 +143,8 @@ def test_notebook_parameters_are_read_from_globals():
     params = study.parameters("grad_clip", _namespace(seeds=2, problems=["helmholtz2d"]))
     assert (params.seed_count, params.problem_list) == (2, ["helmholtz2d"])
     assert study.parameters("grad_clip", _namespace()).problem_list == ["poisson1d"]
+    reproduction = study.parameters("wang2021_helmholtz", _namespace(profile="quick"))
+    assert (reproduction.seed_count, reproduction.problem_list) == (3, ["helmholtz2d"])
 
 
 def test_unknown_notebook_parameter_is_rejected():
@@ -248,6 +295,21 @@ def test_a_failing_notebook_is_recorded_and_the_batch_goes_on(tmp_path):
     recorded = json.loads((tmp_path / "reports/smoke/notebooks/batch.json").read_text())
     assert [o["status"] for o in recorded] == ["failed", "ok"]
     assert (tmp_path / "reports/smoke/notebooks/grad_clip.ipynb").is_file()
+
+
+@pytest.mark.slow
+def test_reproductions_run_through_the_same_batch_and_leave_their_table(tmp_path):
+    folder = tmp_path / "notebooks" / "reproductions"
+    folder.mkdir(parents=True)
+    nbformat.write(_notebook('open(f"{results_dir}/{profile}/ran.txt", "w").write(profile)'),
+                   folder / "wu2023_diffusion.ipynb")
+    outcomes = study.run_reproductions("smoke", only=["wu2023_diffusion"], root=tmp_path / "reports",
+                                       notebooks=tmp_path / "notebooks")
+    assert [(o.name, o.status) for o in outcomes] == [("wu2023_diffusion", "ok")]
+    assert (tmp_path / "reports/smoke/ran.txt").read_text() == "smoke"
+    recorded = json.loads((tmp_path / "reports/smoke/notebooks/reproductions.json").read_text())
+    assert [o["name"] for o in recorded] == ["wu2023_diffusion"]
+    assert (tmp_path / "reports/smoke/tables/reproductions.md").read_text().startswith("(no runs)")
 
 
 def test_run_study_rejects_unknown_ablations_and_executors(tmp_path):

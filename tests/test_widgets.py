@@ -98,6 +98,16 @@ def test_selector_rebuilds_the_parameter_subform():
     assert form.config().train.scheduler_params == {"gamma": 0.99}
 
 
+def test_a_number_parameter_whose_default_is_none_gets_a_text_box():
+    form = ConfigForm()
+    form.controls["sampling.adaptive"].input.value = "rad"
+    start = form.controls["sampling.adaptive_params"].inputs["start"][0]
+    assert isinstance(start, w.Text) and start.value == "none"
+    assert form.config().sampling.adaptive_params == {}
+    start.value = "10000"
+    assert form.config().sampling.adaptive_params == {"start": 10000}
+
+
 def test_struct_toggle_checkbox_turns_it_on_and_off():
     form = ConfigForm()
     stopping = form.controls["train.early_stopping"]

@@ -77,11 +77,11 @@ def _param_widget(key: str, name: str, param: Param) -> w.ValueWidget:
         widget = w.Dropdown(options=param.choices, value=param.default)
     elif param.type is bool:
         widget = w.Checkbox(value=param.default, indent=True)
-    elif param.type is int:
+    elif param.type is int and param.default is not None:
         widget = w.IntText(value=param.default)
-    elif param.type is float:
+    elif param.type is float and param.default is not None:
         widget = w.FloatText(value=param.default)
-    else:
+    else:  # also a number whose default None means "decided elsewhere": a number box cannot hold None
         widget = w.Text(value=format_value(param.default), continuous_update=False)
     rule = [f"must be {param.rule.text}"] if param.rule else []
     return _labelled(widget, f"{key}.{name}", ", ".join([param.type.__name__, *rule,

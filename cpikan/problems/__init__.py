@@ -8,7 +8,7 @@ from typing import Any, Callable
 from cpikan.config import ConfigError
 from cpikan.problems.allen_cahn import allen_cahn1d
 from cpikan.problems.base import Box, Dirichlet, Initial, Observations, Periodic, Problem
-from cpikan.problems.diffusion import diffusion1d
+from cpikan.problems.diffusion import diffusion1d, forced_diffusion1d
 from cpikan.problems.helmholtz import helmholtz2d
 from cpikan.problems.poisson import poisson1d, poisson3d
 from cpikan.problems.reaction_diffusion import reaction_diffusion1d, reaction_diffusion1d_inverse
@@ -18,6 +18,7 @@ REGISTRY: dict[str, Callable[..., Problem]] = {
     "poisson3d": poisson3d,
     "helmholtz2d": helmholtz2d,
     "diffusion1d": diffusion1d,
+    "forced_diffusion1d": forced_diffusion1d,
     "allen_cahn1d": allen_cahn1d,
     "reaction_diffusion1d": reaction_diffusion1d,
     "reaction_diffusion1d_inverse": reaction_diffusion1d_inverse,

@@ -102,6 +102,10 @@ class Problem:
         time_axis: index of the time coordinate, or None; excluded from Dirichlet faces and `lap`.
         lap_axes: axes of ``d.lap``; None: every axis except the time axis.
         coords: names of the coordinates, for plots.
+        output: hard constraint ``(x (N, d), n (N,)) -> (N,)``: the solution is u = output(x, n) with n
+            the network's value, wherever the network is read (loss terms, errors, predictions;
+            `cpikan.models.Constrained`), so conditions built into it hold exactly and need no
+            loss term. Autograd engine only. None: u = n.
         weights: default loss weight per term.
         sizes: profile -> dotted config values (epochs, point counts, widths) for that profile.
         eval_points: grid points per axis for the relative L2 error when `exact` is given.
@@ -120,6 +124,7 @@ class Problem:
     time_axis: int | None = None
     lap_axes: Sequence[int] | None = None
     coords: Sequence[str] | None = None
+    output: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     weights: Mapping[str, float] = field(default_factory=dict)
     sizes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     eval_points: int | None = None

@@ -8,6 +8,8 @@ Tables (under <results_dir>/<profile>/tables/, rewritten each time):
 - ``<problem>.csv|md``: the headline of each problem; ``timing.csv|md``; ``time_to_reach.csv|md``
 - ``runs.csv``: every run file with its status and metrics
 CSV files keep the numbers and the run files; markdown is what a person reads.
+``reproductions.csv|md``, in the same folder, are `cpikan study reproduce`'s
+(`cpikan.study.published`): rewriting the report's tables leaves them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from cpikan.study import figures
+from cpikan.study import figures, published
 from cpikan.study.budget import CAVEAT
 from cpikan.study.parameters import ReportParameters
 from cpikan.study.report import Report, gather, readable
@@ -95,7 +97,8 @@ def write_tables(report: Report) -> Path:
     folder = Path(report.folder) / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     for old in [*folder.glob("*.csv"), *folder.glob("*.md")]:
-        old.unlink()
+        if old.stem != published.TABLE:  # the reproductions' table is `cpikan study reproduce`'s
+            old.unlink()
     named = {**report.headlines, "timing": report.timing, "verdicts": report.verdicts,
              "recommended": report.recommended, "time_to_reach": report.time_to_reach}
     for name, table in named.items():

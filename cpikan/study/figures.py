@@ -1,6 +1,6 @@
 """Plotly figures of study runs: history curves over seeds, error against training time, metric
-bars, cost against points, the collocation cloud, coefficient scales (each takes a list of
-`cpikan.study.store.StudyRun`), and the forest plot of a verdicts table.
+bars, cost against points, the collocation cloud, coefficient scales, a reproduction against its
+paper (each takes a list of `cpikan.study.store.StudyRun`), and the forest plot of a verdicts table.
 
 Colours follow the variant's first appearance, so a variant keeps its colour across panels.
 """
@@ -21,7 +21,9 @@ from cpikan.config import RunConfig, resolve
 from cpikan.models import ChebyKANLayer, initial_network
 from cpikan.runs import build_problem
 from cpikan.study import timeline
+from cpikan.study.published import compare
 from cpikan.study.registry import BASELINE, variant_label
+from cpikan.study.reproductions import Reproduction
 from cpikan.study.store import StudyRun
 from cpikan.study.verdicts import LABELS
 
@@ -281,4 +283,27 @@ def error_vs_time(runs: Sequence[StudyRun], points: int = 200, title: str | None
     fig.update_xaxes(title_text="training time (s)")
     fig.update_yaxes(type="log", title_text="rel_l2")
     fig.update_layout(title=title or "error against training time", height=420)
+    return fig
+
+
+def against_published(runs: Sequence[StudyRun], entry: Reproduction) -> go.Figure:
+    """A reproduction's arms (x) on a log rel_l2 axis: our seeds (dots), their geometric mean
+    (bar), the published value (diamond, with its ± spread when the paper gives one)."""
+    fig = go.Figure()
+    for row in compare(runs, entry).itertuples():
+        ours = [r.result.metrics["rel_l2"] for r in runs
+                if r.ablation == entry.name and r.variant == row.arm and r.result.status == "ok"]
+        label = f"{row.arm}<br>{row.method}"
+        fig.add_trace(go.Bar(x=[label], y=[row.rel_l2_geomean], name="ours: geometric mean", marker_color=PALETTE[0],
+                             opacity=0.4, legendgroup="mean", showlegend=row.Index == 0))
+        fig.add_trace(go.Scatter(x=[label] * len(ours), y=ours, mode="markers", name="ours: one seed",
+                                 marker=dict(color=PALETTE[0], size=8), legendgroup="seeds",
+                                 showlegend=row.Index == 0))
+        if row.published is not None and math.isfinite(row.published):
+            spread = row.published_spread if row.published_spread is not None else math.nan
+            fig.add_trace(go.Scatter(x=[label], y=[row.published], mode="markers", name=f"published ({row.source})",
+                                     marker=dict(color=PALETTE[1], size=13, symbol="diamond"),
+                                     error_y=dict(type="data", array=[spread], visible=math.isfinite(spread))))
+    fig.update_yaxes(type="log", title_text="relative L2 error")
+    fig.update_layout(title=f"{entry.name}: published against ours", height=420, barmode="overlay")
     return fig

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from cpikan import problems as registry
 from cpikan.config import ConfigError, RunConfig, check_profile
-from cpikan.study.registry import get
+from cpikan.study.reproductions import entry
 
 _IPYTHON_NAMES = frozenset({"In", "Out"})
 
@@ -56,7 +56,8 @@ def _param(default: Any, help: str) -> Any:
 
 @dataclass(frozen=True)
 class StudyParameters:
-    """The parameters cell of every ablation notebook (`ablation` is fixed by the notebook).
+    """The parameters cell of every ablation and reproduction notebook (`ablation`, the entry's
+    name, is fixed by the notebook).
 
     Each field with a default is one line of the cell, ``name: type = default  # help`` (see
     `parameters_cell`); the defaults are the smoke profile's.
@@ -74,7 +75,7 @@ class StudyParameters:
                                  "(the batch runner sets True)")
 
     def __post_init__(self) -> None:
-        get(self.ablation)
+        entry(self.ablation)
         check_profile(self.profile, "notebook parameter profile")
         for key in ("seeds", "threads"):
             value = getattr(self, key)
@@ -97,11 +98,11 @@ class StudyParameters:
 
     @property
     def problem_list(self) -> list[str]:
-        return list(self.problems or get(self.ablation).problems[self.profile])
+        return list(self.problems or entry(self.ablation).problems[self.profile])
 
     @property
     def seed_count(self) -> int:
-        return self.seeds or get(self.ablation).seeds[self.profile]
+        return self.seeds or entry(self.ablation).seeds[self.profile]
 
 
 def parameters_cell(spec: type, **context: str) -> str:

@@ -52,6 +52,9 @@ class Ablation:
         story: one line, what the ablation shows: the heading above the figure.
         stage: the group it belongs to in the report (the plan's stage, e.g. ``1 stability``).
         base: profile -> overrides every arm starts from (empty: the plain Scaled-cPIKAN).
+        sizes: profile -> variant name -> size overrides (epochs, points, rounds) of that arm alone,
+            applied after its overrides: for arms that train for different lengths, as a published
+            protocol may have them. A variant's overrides say what it is; its sizes, how long.
     The notebook is rendered from these fields (`cpikan.study.notebooks`; ``cpikan study render``).
     """
 
@@ -67,6 +70,7 @@ class Ablation:
     story: str = ""
     stage: str = ""
     base: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sizes: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.variants or self.variants[0].name != BASELINE or self.variants[0].overrides:
@@ -87,10 +91,14 @@ class Ablation:
                 raise ConfigError(f"ablation {self.name!r} needs problems and seeds for profile {profile!r}")
             for problem in self.problems[profile]:
                 registry.check(problem)
-        unknown = set(self.base) - set(PROFILES)
-        if unknown:
-            raise ConfigError(f"ablation {self.name!r}: base has unknown profiles {sorted(unknown)}; "
-                              f"valid: {', '.join(PROFILES)}")
+        for label, table in (("base", self.base), ("sizes", self.sizes)):
+            unknown = set(table) - set(PROFILES)
+            if unknown:
+                raise ConfigError(f"ablation {self.name!r}: {label} has unknown profiles {sorted(unknown)}; "
+                                  f"valid: {', '.join(PROFILES)}")
+        for by_arm in self.sizes.values():
+            for arm in by_arm:
+                self.variant(arm)
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -284,9 +292,10 @@ def get(name: str) -> Ablation:
 def variant_config(ablation: Ablation, variant: Variant, problem: str, profile: str = "smoke", seed: int = 0,
                    device: str = "auto", threads: int | None = None) -> RunConfig:
     """The run config of one variant: the ablation's baseline of `problem` (its `base` setup for
-    `profile` over the plain Scaled-cPIKAN) plus the variant's overrides."""
+    `profile` over the plain Scaled-cPIKAN), the variant's overrides, then its `sizes` for `profile`."""
     plain = RunConfig(problem=problem, profile=profile, seed=seed, device=device, threads=threads)
-    return plain.override(dict(ablation.base.get(profile, {})), dict(variant.overrides))
+    sizes = ablation.sizes.get(profile, {}).get(variant.name, {})
+    return plain.override(dict(ablation.base.get(profile, {})), dict(variant.overrides), dict(sizes))
 
 
 def plan(profile: str) -> list[dict]:

@@ -214,8 +214,9 @@ class Report:
 
 
 def gather(results_dir: str | os.PathLike, profile: str) -> Report:
-    """Read every run file of `profile` under `results_dir` into a Report."""
-    runs = load_runs(results_dir, profile)
+    """Read every ablation run file of `profile` under `results_dir` into a Report (reproductions
+    have their own table: `cpikan.study.published`)."""
+    runs = [r for r in load_runs(results_dir, profile) if r.ablation in ABLATIONS]
     df = frame(runs)
     headlines = {p: headline(df, p) for p in dict.fromkeys(df.problem)}
     judged = verdicts(df)

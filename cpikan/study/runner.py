@@ -1,6 +1,7 @@
-"""Running the study: an ablation's variants in-process (`run_variants`, what each ablation
-notebook calls), and every ablation notebook through papermill (`run_study`), then the report
-notebook (`build_report`).
+"""Running the study: an ablation's or reproduction's variants in-process (`run_variants`, what
+each study notebook calls), every ablation notebook through papermill (`run_study`), then the
+report notebook (`build_report`), and every reproduction notebook (`run_reproductions`), then
+the reproductions' table.
 
 `run_variants` runs variants x problems x seeds (registry: `cpikan.study.registry`) and writes
 one run file each (`cpikan.study.store`); a run that raises leaves a ``failed`` file and the
@@ -19,14 +20,14 @@ from tqdm.auto import tqdm
 
 from cpikan.config import ConfigError, check_profile
 from cpikan.runs import RunResult, run, run_path
-from cpikan.study import batch
+from cpikan.study import batch, published, reproductions
 from cpikan.study.parameters import StudyParameters
 from cpikan.study.registry import BASELINE, get, names, plan, variant_config
 from cpikan.study.store import StudyRun, reusable
 
 
 def run_variants(params: StudyParameters, progress: bool = True) -> list[StudyRun]:
-    """Run the ablation's variants x problems x seeds and write one run file each.
+    """Run the variants x problems x seeds of the ablation (or reproduction) and write one run file each.
 
     A run that raises an Exception is saved as ``failed`` (its error in the file) and the others
     go on; KeyboardInterrupt stops the batch, leaving the files written so far. With
@@ -37,7 +38,7 @@ def run_variants(params: StudyParameters, progress: bool = True) -> list[StudyRu
     verdict compares are taken close together, under the same load.
     Returns the runs in order: problem, variant, seed.
     """
-    ablation = get(params.ablation)
+    ablation = reproductions.entry(params.ablation)
     cuda = params.device.startswith("cuda") or (params.device == "auto" and torch.cuda.is_available())
     variants = [v for v in ablation.variants if (cuda or not v.cuda_only) and params.profile in v.profiles]
     problems, names_ = params.problem_list, [v.name for v in variants]
@@ -74,23 +75,49 @@ def run_study(profile: str, only: Sequence[str] | None = None, seeds: int | None
     also written to ``<root>/<profile>/notebooks/batch.json``.
     """
     check_profile(profile)
+    chosen = [get(name).name for name in (only or names())]
+    work = {row["ablation"]: row["work"] for row in plan(profile)}
+    longest_first = sorted(chosen, key=lambda name: -work[name])  # fewer idle workers at the end
+    return _execute_notebooks("ablations", chosen, longest_first, "batch.json", profile, seeds, jobs, executor,
+                              address, root, notebooks)
+
+
+def run_reproductions(profile: str, only: Sequence[str] | None = None, seeds: int | None = None, jobs: int = 1,
+                      executor: str = "local", address: str | None = None, root: str | os.PathLike = "reports",
+                      notebooks: str | os.PathLike | None = None) -> list[batch.NotebookOutcome]:
+    """Execute the reproduction notebooks of `profile` (``notebooks/reproductions/<name>.ipynb``,
+    `cpikan.study.reproductions`) like `run_study` does the ablations' (same arguments, resume,
+    outcomes in ``<root>/<profile>/notebooks/reproductions.json``), in registry order; then write
+    ``<root>/<profile>/tables/reproductions.csv|md`` (`cpikan.study.published.write_tables`).
+    """
+    check_profile(profile)
+    chosen = [reproductions.get(name).name for name in (only or reproductions.names())]
+    outcomes = _execute_notebooks("reproductions", chosen, chosen, "reproductions.json", profile, seeds, jobs,
+                                  executor, address, root, notebooks)
+    for path in published.write_tables(root, profile):
+        print(f"wrote {path}")
+    return outcomes
+
+
+def _execute_notebooks(kind: str, chosen: list[str], order: list[str], record: str, profile: str,
+                       seeds: int | None, jobs: int, executor: str, address: str | None,
+                       root: str | os.PathLike, notebooks: str | os.PathLike | None) -> list[batch.NotebookOutcome]:
+    """Execute ``<notebooks>/<kind>/<name>.ipynb`` for the `chosen` names, started in `order`,
+    into ``<root>/<profile>/notebooks/``; outcomes in `chosen` order, also written to `record` there."""
     if jobs < 1:
         raise ConfigError(f"jobs={jobs} must be a positive int")
-    chosen = [get(name).name for name in (only or names())]
     source = Path(notebooks) if notebooks is not None else batch.NOTEBOOKS
-    if not (source / "ablations").is_dir():
-        raise ConfigError(f"no notebook folder {source / 'ablations'}; run from a cpikan checkout or pass notebooks=")
+    if not (source / kind).is_dir():
+        raise ConfigError(f"no notebook folder {source / kind}; run from a cpikan checkout or pass notebooks=")
     out_dir = Path(root).resolve() / profile / "notebooks"
     params = {"profile": profile, "seeds": seeds, "device": "auto", "results_dir": str(Path(root).resolve()),
               "threads": 1 if jobs > 1 else None, "resume": True}
-    work = {row["ablation"]: row["work"] for row in plan(profile)}
-    longest_first = sorted(chosen, key=lambda name: -work[name])  # fewer idle workers at the end
-    todo = [batch.NotebookJob(name, source / "ablations" / f"{name}.ipynb", out_dir / f"{name}.ipynb", params)
-            for name in longest_first]
+    todo = [batch.NotebookJob(name, source / kind / f"{name}.ipynb", out_dir / f"{name}.ipynb", params)
+            for name in order]
     done = batch.execute_all(todo, workers=jobs, executor=executor, address=address)
     outcomes = sorted(done, key=lambda o: chosen.index(o.name))
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "batch.json").write_text(json.dumps([o.to_json() for o in outcomes], indent=1))
+    (out_dir / record).write_text(json.dumps([o.to_json() for o in outcomes], indent=1))
     print(batch.describe(outcomes))
     return outcomes
 

@@ -15,6 +15,7 @@ from cpikan import problems as registry
 from cpikan.config import ConfigError, RunConfig, resolve
 from cpikan.runs import RunResult, build_problem
 from cpikan.study.registry import ABLATIONS, BASELINE
+from cpikan.study.reproductions import REPRODUCTIONS
 
 
 @dataclass
@@ -51,7 +52,8 @@ def _comparable(cfg: RunConfig) -> dict:
 
 
 def load_runs(results_dir: str | os.PathLike, profile: str, ablation: str | None = None) -> list[StudyRun]:
-    """Every run file of a profile (or of one ablation) in the store, in registry order."""
+    """Every run file of a profile (or of one ablation or reproduction) in the store, in registry
+    order: the ablations', then the reproductions'."""
     runs_dir = Path(results_dir) / profile / "runs"
     pattern = f"{ablation or '*'}/*/*/seed*.json"
     found = []
@@ -66,9 +68,10 @@ def load_runs(results_dir: str | os.PathLike, profile: str, ablation: str | None
 
 
 def _order(r: StudyRun) -> tuple:
-    ablation = ABLATIONS.get(r.ablation)
+    entries = [*ABLATIONS, *REPRODUCTIONS]
+    ablation = ABLATIONS.get(r.ablation) or REPRODUCTIONS.get(r.ablation)
     names_ = [v.name for v in ablation.variants] if ablation else []
     problems_ = registry.names()
-    return (list(ABLATIONS).index(r.ablation) if ablation else len(ABLATIONS), r.ablation,
+    return (entries.index(r.ablation) if ablation else len(entries), r.ablation,
             problems_.index(r.problem) if r.problem in problems_ else len(problems_), r.problem,
             names_.index(r.variant) if r.variant in names_ else len(names_), r.variant, r.seed)
