@@ -21,7 +21,7 @@ from cpikan.config import schema
 from cpikan.metrics import RUN_METRICS
 from cpikan.overrides import format_value
 from cpikan.study.budget import Budget, budget
-from cpikan.study.registry import BASELINE, TOGGLES, variant_label
+from cpikan.study.registry import ABLATIONS, BASELINE, TOGGLES, variant_label
 from cpikan.study.store import StudyRun, load_runs
 from cpikan.study.timeline import time_to_reach
 from cpikan.study.verdicts import interval_cells, recommended, verdicts
