@@ -248,7 +248,8 @@ _SINGLE = [
 
 # The improvements switched on together in `combined`, picked from the quick study's recommended
 # settings: clipping at 10 and small_random init won on poisson1d, taylor halved the time per epoch.
-# lra, rad and cosine made helmholtz2d worse at quick sizes (0.87 with all five vs 0.031 without lra).
+# lra, rad and cosine made helmholtz2d worse at quick sizes (0.87 with all five vs 0.031 without lra),
+# measured before lra and rad followed their authors' code (see README, stage-2 verdicts).
 CHOSEN: dict[str, Any] = {"train.grad_clip": 10.0, "model.init": "small_random", "derivatives": "taylor"}
 
 
