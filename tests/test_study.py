@@ -294,3 +294,11 @@ def test_keep_checked_outputs_strips_everything_else(tmp_path):
 
 def test_the_notebooks_folder_is_found_from_the_package():
     assert (batch.NOTEBOOKS / "report.ipynb").is_file()
+
+
+def test_notebook_processes_keep_the_compile_cache_beside_cpikan_s_other_caches(monkeypatch, tmp_path):
+    monkeypatch.setenv("CPIKAN_CACHE", str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert batch.notebook_environment()["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")
+    assert batch.notebook_environment()["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere"
