@@ -97,7 +97,8 @@ class TrainConfig:
     epochs: int | None = _sized("Adam epochs; None: the problem/profile decides", POSITIVE)
     lr: float = _field(1e-3, "Adam learning rate", rule=POSITIVE)
     lbfgs_iterations: int | None = _sized("L-BFGS iterations after Adam (0: none)", NON_NEGATIVE, fallback=0)
-    lbfgs_float64: bool = _field(True, "run the L-BFGS phase in float64 (float32 L-BFGS tends to stop early)")
+    lbfgs_float64: bool = _field(False, "run the L-BFGS phase in float64 rather than the run's dtype (measured on "
+                                 "the quick problems: float32 as accurate, its iterations 1.1-2x faster)")
     grad_clip: float | None = _field(None, "max global L2 norm of the gradient; None: no clipping", rule=POSITIVE)
     amp: str = _field("none", "autocast the Adam phase (fp16 uses a GradScaler)", choices=("none", "bf16", "fp16"))
     early_stopping: dict | None = _field(None, "None, or {patience, min_delta}: stop when train.monitor stalls")

@@ -19,10 +19,10 @@ def test_defaults_are_the_plain_recipe():
 def test_override_parses_by_field_type_and_returns_a_new_config():
     base = RunConfig()
     cfg = base.override("train.grad_clip=1.0", "model.hidden=16,16", "train.epochs=1e3",
-                        "train.lbfgs_float64=false", "sampling.batches={'count': 2}")
+                        "train.lbfgs_float64=true", "sampling.batches={'count': 2}")
     assert base.train.grad_clip is None
     assert cfg.train.grad_clip == 1.0 and cfg.model.hidden == (16, 16) and cfg.train.epochs == 1000
-    assert cfg.train.lbfgs_float64 is False and params(cfg, "sampling.batches")["count"] == 2
+    assert cfg.train.lbfgs_float64 is True and params(cfg, "sampling.batches")["count"] == 2
     assert cfg.override("train.grad_clip=none").train.grad_clip is None
     assert cfg.override({"train.grad_clip": 2}).train.grad_clip == 2.0
 

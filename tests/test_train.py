@@ -113,7 +113,7 @@ def test_lbfgs_after_amp_runs_in_full_precision_without_autocast():
     def watch(row):
         seen.append((row["phase"], torch.is_autocast_enabled("cpu")))
 
-    cfg = SMOKE.override("train.epochs=5", "train.amp=bf16", "train.lbfgs_iterations=5")
+    cfg = SMOKE.override("train.epochs=5", "train.amp=bf16", "train.lbfgs_iterations=5", "train.lbfgs_float64=true")
     result = cpikan.run(cfg, progress=False, on_epoch=watch)
     assert {phase for phase, _ in seen} == {"adam", "lbfgs"}
     assert not any(on for phase, on in seen if phase == "lbfgs")
