@@ -1,9 +1,9 @@
 """Ablation notebooks rendered from their registry entries.
 
 Every ablation notebook is the same nine cells around its entry's text (title, intro, problems
-and why, figure call, story) and the parameters cell of `StudyParameters`. `render` builds one; `render_notebooks`
-(``cpikan study render``) writes them, keeping the committed output of the checked cell that
-nbval compares. A new ablation is one registry entry, then ``cpikan study render``.
+and why, figure call, story) and the parameters cell of `StudyParameters`. `render` builds one;
+`render_notebooks` (``cpikan study render``) writes them, keeping the committed output of the
+checked cell that nbval compares. A new ablation is one registry entry, then ``cpikan study render``.
 """
 
 from __future__ import annotations
