@@ -374,7 +374,8 @@ def compile_terms(terms: Callable) -> Callable:
     Needs a derivative engine without double backward (``derivatives="taylor"``; the config
     refuses ``"autograd"``). Dynamo's caches are reset first, so every run compiles its own
     step and many runs in one kernel never reach the recompile limit. The first step pays the
-    compile (10-60 s on a 2-core CPU, shorter with Inductor's on-disk cache); the held-out
+    compile: on a busy 2-core CPU, 67-87 s with an empty Inductor cache, 11-14 s when an earlier
+    process left the same graph in its on-disk cache (diffusion1d, poisson3d quick); the held-out
     monitor, the sampler and the L-BFGS phase stay eager.
     """
     log.info("train.compile: compiling the loss terms (the first step includes the compile)")

@@ -32,7 +32,7 @@ def test_every_default_and_a_changed_value_of_every_key_round_trip_through_the_c
     changed = RunConfig(problem="helmholtz2d", profile="quick", seed=3, device="cpu", threads=2).override(
         "model.hidden=[16, 16]", "model.degree=4", "train.epochs=200", "train.lr=0.01", "train.grad_clip=0.5",
         "train.amp=bf16", "train.early_stopping={'patience': 7}", "train.scheduler=multistep",
-        "train.scheduler_params.milestones=[0.3, 0.6]", "train.lbfgs_float64=false",
+        "train.scheduler_params.milestones=[0.3, 0.6]", "train.lbfgs_float64=true",
         "loss.weights={'pde': 0.01, 'bc': 10}", "loss.balancing=lra", "sampling.adaptive=rar",
         "sampling.batches={'count': 4, 'mode': 'patches'}", "problem_params={'domain_scale': 2.0}")
     for cfg in (RunConfig(), changed):

@@ -6,13 +6,17 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+import torch
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 import cpikan
 from cpikan import problems, study
 from cpikan.study import batch, reproductions, runner
 from cpikan.config import PROFILES, ConfigError, diff, resolve
+from cpikan.models import initial_network
 from cpikan.runs import RunResult, build_problem
+from cpikan.sampling import sample_points
+from cpikan.study.registry import BASELINE
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -35,17 +39,17 @@ def test_every_variant_differs_from_the_baseline_in_exactly_the_keys_it_names(na
 
 def test_an_ablation_needs_the_text_of_its_notebook():
     problems_, seeds = {p: ("poisson1d",) for p in PROFILES}, dict.fromkeys(PROFILES, 1)
-    with pytest.raises(ConfigError, match="ablation 'x' needs intro, figure for its notebook"):
+    with pytest.raises(ConfigError, match="ablation 'x' needs intro, figure, why for its notebook"):
         study.Ablation("x", ("train.amp",), (study.Variant("baseline"),), problems_, seeds, title="t", story="s")
     with pytest.raises(ConfigError, match="ablation 'x' needs a stage"):
         study.Ablation("x", ("train.amp",), (study.Variant("baseline"),), problems_, seeds, title="t", story="s",
-                       intro="i", figure="f")
+                       intro="i", figure="f", why="w")
 
 
 def test_a_base_setup_is_where_every_arm_starts():
     grad_clip = study.get("grad_clip")
     ablation = study.Ablation("x", grad_clip.keys, grad_clip.variants, grad_clip.problems, grad_clip.seeds,
-                              title="t", intro="i", figure="f", story="s", stage="1 stability",
+                              title="t", intro="i", figure="f", story="s", why="w", stage="1 stability",
                               base={"smoke": {"model.arch": "scaled_pinn"}})
     base = study.variant_config(ablation, ablation.variants[0], "poisson1d", "smoke")
     clipped = study.variant_config(ablation, ablation.variant("max_norm_1"), "poisson1d", "smoke")
@@ -54,7 +58,47 @@ def test_a_base_setup_is_where_every_arm_starts():
     assert study.variant_config(ablation, ablation.variants[0], "poisson1d", "quick").model.arch == "scaled_cpikan"
     with pytest.raises(ConfigError, match="unknown profiles"):
         study.Ablation("x", grad_clip.keys, grad_clip.variants, grad_clip.problems, grad_clip.seeds,
-                       title="t", intro="i", figure="f", story="s", stage="1", base={"huge": {}})
+                       title="t", intro="i", figure="f", story="s", why="w", stage="1", base={"huge": {}})
+
+
+@pytest.mark.parametrize("name", study.names())
+def test_every_verdict_has_three_seeds_in_quick_and_five_in_full(name):
+    ablation = study.get(name)
+    assert ablation.seeds["quick"] >= 3 and ablation.seeds["full"] >= 5
+
+
+@pytest.mark.parametrize("name", study.names())
+def test_arms_that_keep_the_network_and_the_point_counts_start_from_the_baseline_s_weights_and_points(name):
+    ablation = study.get(name)
+    paired = [v for v in ablation.variants[1:]
+              if not any(k.startswith(("model.", "sampling.n_")) or k == "dtype" for k in v.overrides)]
+    for profile in ("quick", "full"):
+        for problem in ablation.problems[profile]:
+            start = {v.name: _start(study.variant_config(ablation, v, problem, profile, seed=2))
+                     for v in (ablation.variants[0], *paired)}
+            net, points = start.pop(BASELINE)
+            for variant, (other_net, other_points) in start.items():
+                assert all(torch.equal(a, b) for a, b in zip(net, other_net)), (profile, problem, variant)
+                assert all(torch.equal(a, b) for a, b in zip(points, other_points)), (profile, problem, variant)
+
+
+def _start(cfg):
+    """The initial weights and the sampled points of a run of `cfg`, as run() builds them."""
+    problem = build_problem(cfg)
+    cfg = resolve(cfg, problem)
+    net = initial_network(cfg, problem.box)
+    s = cfg.sampling
+    points = sample_points(problem, s.n_pde, s.n_bc, s.n_ic, torch.Generator().manual_seed(cfg.seed),
+                           torch.device("cpu"), torch.float32)
+    return list(net.state_dict().values()), [points.pde, *(c.x for c in points.conditions)]
+
+
+def test_a_variant_that_only_clips_trains_from_the_baseline_s_start():
+    ablation = study.get("grad_clip")
+    base, clipped = (study.variant_config(ablation, v, "poisson1d", "smoke", seed=3, device="cpu")
+                     for v in (ablation.variants[0], ablation.variant("max_norm_1")))
+    first = [cpikan.run(cfg.override("train.epochs=1"), progress=False).history for cfg in (base, clipped)]
+    assert first[0]["loss_pde"] == first[1]["loss_pde"] and first[0]["loss_bc"] == first[1]["loss_bc"]
 
 
 def test_every_problem_is_in_a_quick_batch_and_every_entry_has_a_notebook():
@@ -364,3 +408,11 @@ def test_keep_checked_outputs_strips_everything_else(tmp_path):
 
 def test_the_notebooks_folder_is_found_from_the_package():
     assert (batch.NOTEBOOKS / "report.ipynb").is_file()
+
+
+def test_notebook_processes_keep_the_compile_cache_beside_cpikan_s_other_caches(monkeypatch, tmp_path):
+    monkeypatch.setenv("CPIKAN_CACHE", str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert batch.notebook_environment()["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")
+    assert batch.notebook_environment()["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere"

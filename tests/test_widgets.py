@@ -231,7 +231,7 @@ def test_save_writes_a_run_file_and_a_reproducing_command(tmp_path):
 
 def test_command_line_reproduces_every_kind_of_value():
     cfg = RunConfig(problem="diffusion1d", profile="quick", seed=4, device="cpu").override(
-        "model.hidden=16,16", "train.grad_clip=0.5", "train.early_stopping={}", "train.lbfgs_float64=false",
+        "model.hidden=16,16", "train.grad_clip=0.5", "train.early_stopping={}", "train.lbfgs_float64=true",
         "train.scheduler=multistep", "train.scheduler_params.milestones=[0.3, 0.6]", "loss.weights={\"bc\": 10}")
     assert _cli_config(command_line(cfg)) == cfg
     assert command_line(RunConfig(problem="poisson1d")) == "cpikan run --problem poisson1d --profile smoke"

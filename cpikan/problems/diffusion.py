@@ -16,6 +16,10 @@ def diffusion1d(nu: float = 0.1) -> Problem:
     Coordinates (t, x). The `full` profile is the paper's setup: [2, 8, 8, 1], degree 5,
     2,000 collocation, 400 initial, 2 x 200 boundary points, weights pde 0.01 / ic 1 / bc 1,
     Adam 1e-3 for 10,000 epochs.
+
+    Quick sizes, reduced to fit the quick study (three seeds) in 30 minutes on 2 cores: 1000 L-BFGS
+    iterations, not 2000. Measured at seed 0 (taylor, float32 L-BFGS), rel_l2 on the history's
+    evaluation subset: 0.012 after 1000 iterations, 0.0062 after 2000.
     """
 
     def exact(x: torch.Tensor) -> torch.Tensor:
@@ -33,7 +37,7 @@ def diffusion1d(nu: float = 0.1) -> Problem:
             "smoke": {"train.epochs": 20, "sampling.n_pde": 128, "sampling.n_ic": 32, "sampling.n_bc": 32,
                       "model.hidden": (8, 8), "train.lbfgs_iterations": 0},
             "quick": {"train.epochs": 1000, "sampling.n_pde": 2000, "sampling.n_ic": 400, "sampling.n_bc": 400,
-                      "model.hidden": (8, 8), "train.lbfgs_iterations": 2000},
+                      "model.hidden": (8, 8), "train.lbfgs_iterations": 1000},
             "full": {"train.epochs": 10000, "sampling.n_pde": 2000, "sampling.n_ic": 400, "sampling.n_bc": 400,
                      "model.hidden": (8, 8), "train.lbfgs_iterations": 0},
         },

@@ -41,7 +41,12 @@ def poisson1d(frequency: float = 4.0) -> Problem:
 
 
 def poisson3d() -> Problem:
-    """-Δu = 3 pi^2 sin(pi x) sin(pi y) sin(pi z) on [0, 1]^3, u = sin(pi x) sin(pi y) sin(pi z), u = 0 on faces."""
+    """-Δu = 3 pi^2 sin(pi x) sin(pi y) sin(pi z) on [0, 1]^3, u = sin(pi x) sin(pi y) sin(pi z), u = 0 on faces.
+
+    Quick sizes, reduced to fit the quick study (three seeds) in 30 minutes on 2 cores: 1000 L-BFGS
+    iterations, not 3000. Measured at seed 0 (taylor, float32 L-BFGS), rel_l2 on the history's
+    evaluation subset: 0.0073 after 1000 iterations, 0.0017 after 3000.
+    """
 
     def exact(x: torch.Tensor) -> torch.Tensor:
         return torch.sin(math.pi * x).prod(dim=1)
@@ -57,7 +62,7 @@ def poisson3d() -> Problem:
             "smoke": {"train.epochs": 20, "sampling.n_pde": 128, "sampling.n_bc": 96, "model.hidden": (8, 8),
                       "train.lbfgs_iterations": 0},
             "quick": {"train.epochs": 500, "sampling.n_pde": 1500, "sampling.n_bc": 600, "model.hidden": (12, 12),
-                      "train.lbfgs_iterations": 3000},
+                      "train.lbfgs_iterations": 1000},
             "full": {"train.epochs": 20000, "sampling.n_pde": 20000, "sampling.n_bc": 6000,
                      "model.hidden": (32, 32, 32), "train.lbfgs_iterations": 0},
         },

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ import nbformat
 from tqdm.auto import tqdm
 
 from cpikan.config import ConfigError
+from cpikan.spectral import cache_dir
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
@@ -72,12 +74,20 @@ def execute(job: NotebookJob) -> NotebookOutcome:
         return outcome
     command = [sys.executable, "-m", "papermill", str(job.source), str(output), "--cwd", str(Path(job.source).parent),
                "-y", json.dumps(dict(job.parameters)), "--no-progress-bar", "--log-level", "WARNING"]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=notebook_environment())
     if done.returncode != 0:
         outcome.status = "failed"
         outcome.error = _cell_error(output) or (done.stderr.strip().splitlines() or ["papermill failed"])[-1]
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def notebook_environment() -> dict[str, str]:
+    """A notebook process's environment: this process's, with Inductor's on-disk compile cache in
+    ``$CPIKAN_CACHE/inductor`` (default ``~/.cache/cpikan/inductor``) unless TORCHINDUCTOR_CACHE_DIR
+    is set. `train.compile` then compiles a graph once per machine, not once per notebook process
+    (torch's own default, a folder in the system's temp dir, may not outlive the machine's session)."""
+    return {"TORCHINDUCTOR_CACHE_DIR": str(cache_dir() / "inductor"), **os.environ}
 
 
 def _cell_error(path: Path) -> str | None:

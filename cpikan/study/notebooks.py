@@ -1,12 +1,12 @@
 """Ablation and reproduction notebooks rendered from their registry entries.
 
-Every ablation notebook is the same eleven cells around its entry's text (title, intro, figure
-call, story, goal) and the parameters cell of `StudyParameters`; among them the forest plot of
-its verdicts. A reproduction notebook adds the paper's reference, its numbers and the setup
-differences to the intro, shows the published numbers beside ours (`cpikan.study.published`) in
-a table and a figure, and closes on the verdicts. `render` builds one; `render_notebooks`
-(``cpikan study render``) writes them, keeping the committed output of the checked cell that
-nbval compares. A new ablation or reproduction is one registry entry, then ``cpikan study render``.
+Every ablation notebook is the same eleven cells around its entry's text (title, intro, problems and
+why, figure call, story, goal) and the parameters cell of `StudyParameters`; among them the forest
+plot of its verdicts. A reproduction notebook adds the paper's reference, its numbers and the setup
+differences to the intro, shows the published numbers beside ours (`cpikan.study.published`) in a
+table and a figure, and closes on the verdicts. `render` builds one; `render_notebooks` (``cpikan
+study render``) writes them, keeping the committed output of the checked cell that nbval compares. A
+new ablation or reproduction is one registry entry, then ``cpikan study render``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ def render(ablation: Ablation) -> nbformat.NotebookNode:
     name = ablation.name
     keys = ", ".join(f"`{k}`" for k in ablation.keys)
     variants = ", ".join(f"`{v.name}`" for v in ablation.variants)
+    problems = "; ".join(f"{profile}: " + ", ".join(f"`{p}`" for p in ablation.problems[profile])
+                         for profile in ("quick", "full"))
     intro = (f"# Ablation: {ablation.title} ({keys})\n\n{ablation.intro}\n\n"
+             f"Problems ({problems}): {ablation.why}\n\n"
              f"Variants: {variants}. The defaults below are the smoke profile (seconds on a CPU); "
              f"`cpikan study run --profile quick --only {name}` runs this notebook with the quick profile "
              "through papermill.")

@@ -5,7 +5,9 @@ variant of every ablation is that baseline, named ``baseline``, with no override
 is the plain Scaled-cPIKAN unless the ablation states a `base` setup (overrides per profile,
 e.g. a published setup that a reproduction follows).
 Problems and seeds are per profile: quick stays lean (the whole study in minutes on a CPU),
-full is wide.
+full is wide. Each ablation says `why` its problems: where its toggle has something to act on.
+Seeds are 0 .. n-1 for every arm, so arms are paired: an arm that changes neither the network
+nor the point counts starts from the baseline's weights and points.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class Ablation:
         intro: the notebook's opening paragraph (markdown): what the toggle does, what the figure shows.
         figure: the notebook's figure cell, a call into `cpikan.study.figures` on ``runs``.
         story: one line, what the ablation shows: the heading above the figure.
+        why: why these problems: what the toggle has to act on there (and, where the quick
+            profile has a single problem, why only one).
         stage: the group it belongs to in the report (the plan's stage, e.g. ``1 stability``).
         base: profile -> overrides every arm starts from (empty: the plain Scaled-cPIKAN).
         sizes: profile -> variant name -> size overrides (epochs, points, rounds) of that arm alone,
@@ -68,6 +72,7 @@ class Ablation:
     intro: str = ""
     figure: str = ""
     story: str = ""
+    why: str = ""
     stage: str = ""
     base: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sizes: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
@@ -75,7 +80,7 @@ class Ablation:
     def __post_init__(self) -> None:
         if not self.variants or self.variants[0].name != BASELINE or self.variants[0].overrides:
             raise ConfigError(f"ablation {self.name!r}: the first variant must be {BASELINE!r} with no overrides")
-        missing = [k for k in ("title", "intro", "figure", "story") if not getattr(self, k)]
+        missing = [k for k in ("title", "intro", "figure", "story", "why") if not getattr(self, k)]
         if missing:
             raise ConfigError(f"ablation {self.name!r} needs {', '.join(missing)} for its notebook")
         if not self.stage:
@@ -110,7 +115,8 @@ class Ablation:
 
 def _ablation(name: str, keys: tuple[str, ...], variants: Mapping[str, Mapping[str, Any]],
               smoke: Sequence[str], quick: Sequence[str], full: Sequence[str],
-              *, title: str, intro: str, figure: str, story: str, stage: str, seeds: tuple[int, int, int] = (1, 1, 3),
+              *, title: str, intro: str, figure: str, story: str, why: str, stage: str,
+              seeds: tuple[int, int, int] = (1, 3, 5),
               goal: str = "rel_l2", cuda_only: Sequence[str] = (), not_in_smoke: Sequence[str] = (),
               base: Mapping[str, Mapping[str, Any]] | None = None) -> Ablation:
     """An Ablation from compact registry data: a baseline plus `variants` (name -> overrides),
@@ -119,13 +125,16 @@ def _ablation(name: str, keys: tuple[str, ...], variants: Mapping[str, Mapping[s
         Variant(n, dict(o), n in cuda_only, PROFILES[1:] if n in not_in_smoke else PROFILES)
         for n, o in variants.items())
     return Ablation(name, keys, arms, dict(zip(PROFILES, (tuple(smoke), tuple(quick), tuple(full)))),
-                    dict(zip(PROFILES, seeds)), goal, title, intro, figure, story, stage, dict(base or {}))
+                    dict(zip(PROFILES, seeds)), goal, title, intro, figure, story, why, stage, dict(base or {}))
 
 
 _SINGLE = [
     _ablation("grad_clip", ("train.grad_clip",),
               {"max_norm_10": {"train.grad_clip": 10.0}, "max_norm_1": {"train.grad_clip": 1.0}},
               ["poisson1d"], ["poisson1d", "helmholtz2d"], ["poisson1d", "helmholtz2d", "allen_cahn1d"],
+              why="clipping acts where gradients are large: at initialization the pre-clip norm is about 2e7 "
+                  "on poisson1d and 8e4 on helmholtz2d (still 5e5 and 6e3 after 50 epochs), far above both "
+                  "max norms.",
               stage="1 stability",
               title="gradient clipping",
               intro="`train.grad_clip` scales the whole gradient down to a maximum L2 norm before the optimizer step "
@@ -137,8 +146,10 @@ _SINGLE = [
               story="how often clipping acts (pre-clip gradient norm) and what it does to accuracy"),
     _ablation("amp", ("train.amp",),
               {"bf16": {"train.amp": "bf16"}, "fp16": {"train.amp": "fp16"}},
-              ["helmholtz2d"], ["helmholtz2d"], ["helmholtz2d", "poisson3d"],
+              ["helmholtz2d"], ["helmholtz2d", "poisson1d"], ["helmholtz2d", "poisson3d"],
               goal="time_per_epoch_ms", cuda_only=("fp16",),
+              why="precision acts on every problem; these two have the largest second derivatives relative to"
+                  " u ((4 pi)^2 on both), which bf16's 8-bit mantissa carries least well.",
               stage="1 stability",
               title="mixed precision",
               intro="`train.amp` autocasts the Adam phase's forward pass (network, derivatives, condition terms) to "
@@ -153,6 +164,12 @@ _SINGLE = [
               ["poisson1d"], ["poisson1d", "reaction_diffusion1d"],
               ["poisson1d", "helmholtz2d", "reaction_diffusion1d"],
               goal="wall_time_s",
+              why="early stopping acts where the monitor plateaus, which none of the quick problems does within a "
+                  "quick budget: measured at seed 0, the held-out residual of poisson1d and reaction_diffusion1d "
+                  "kept improving through 1000 Adam epochs at lr 1e-3 and at 1e-2 and through 3000 at 1e-3 (it "
+                  "only stalled with 32 to 100 collocation points, where neither problem is solved). Quick "
+                  "therefore measures what watching costs, on the two cheapest problems; full's 20000 Adam "
+                  "epochs are where it can stop early.",
               stage="1 stability",
               title="early stopping",
               intro="`train.early_stopping` stops when the monitored value (`train.monitor`: by default the PDE residual "
@@ -162,8 +179,12 @@ _SINGLE = [
               story="epochs and wall time saved, and the accuracy given up"),
     _ablation("loss_balancing", ("loss.balancing",),
               {"gradnorm": {"loss.balancing": "gradnorm"}, "lra": {"loss.balancing": "lra"}},
-              ["reaction_diffusion1d_inverse"], ["reaction_diffusion1d_inverse"],
+              ["reaction_diffusion1d_inverse"], ["reaction_diffusion1d_inverse", "helmholtz2d"],
               ["reaction_diffusion1d_inverse", "helmholtz2d", "allen_cahn1d"],
+              why="balancing acts where the terms are unbalanced: at initialization the weighted PDE term is "
+                  "120x to 400x the initial, boundary and data terms of the inverse problem, and 160x the "
+                  "boundary term of helmholtz2d (whose boundary weight of 100 was set by hand for that "
+                  "reason).",
               stage="2 loss and sampling",
               title="loss balancing",
               intro="`loss.balancing` replaces the fixed weights of the loss terms (PDE, boundary, initial, data) "
@@ -175,7 +196,11 @@ _SINGLE = [
               story="loss-term weights over training, and whether balancing them helps"),
     _ablation("adaptive_sampling", ("sampling.adaptive",),
               {"rar": {"sampling.adaptive": "rar"}, "rad": {"sampling.adaptive": "rad"}},
-              ["helmholtz2d"], ["poisson1d"], ["allen_cahn1d", "helmholtz2d"],
+              ["helmholtz2d"], ["allen_cahn1d"], ["allen_cahn1d", "helmholtz2d"],
+              why="residual-based sampling needs local features to move points to: allen_cahn1d forms sharp "
+                  "interfaces, the benchmark of Wu et al. (2023). It is the only quick problem with such "
+                  "features (the others are smooth sines and sums of sines), and the costliest, so quick has "
+                  "only this one.",
               stage="2 loss and sampling",
               title="adaptive collocation",
               intro="`sampling.adaptive` moves collocation points to where the residual is large: `rar` adds points "
@@ -188,7 +213,9 @@ _SINGLE = [
               {"minibatch_4": {"sampling.batches": {"count": 4}},
                "patches_4": {"sampling.batches": {"count": 4, "mode": "patches"}},
                "resample": {"sampling.batches": {"count": 1, "resample": True}}},
-              ["helmholtz2d"], ["helmholtz2d"], ["helmholtz2d", "poisson3d"],
+              ["helmholtz2d"], ["helmholtz2d", "poisson1d"], ["helmholtz2d", "poisson3d"],
+              why="batching acts on any point set: a square (helmholtz2d, 1024 points, patches along x) and an "
+                  "interval (poisson1d, 256 points).",
               stage="2 loss and sampling",
               title="batched collocation",
               intro="`sampling.batches` splits the collocation points into mini-batches or spatial patches, several "
@@ -198,7 +225,10 @@ _SINGLE = [
               story="points per second, and fitting the function rather than a fixed point set"),
     _ablation("scheduler", ("train.scheduler",),
               {s: {"train.scheduler": s} for s in ("exponential", "cosine", "plateau", "multistep")},
-              ["poisson1d"], ["poisson1d"], ["poisson1d", "helmholtz2d", "diffusion1d"],
+              ["poisson1d"], ["poisson1d", "helmholtz2d"], ["poisson1d", "helmholtz2d", "diffusion1d"],
+              why="a schedule acts through the Adam phase: on both problems the training loss still falls by "
+                  "about 15 % over the last 100 of the 1000 Adam epochs (measured at seed 0), so the rate there "
+                  "still matters.",
               stage="3 convergence and cost",
               title="learning-rate schedulers",
               intro="`train.scheduler` changes the Adam learning rate over training (`train.scheduler_params` holds "
@@ -208,8 +238,11 @@ _SINGLE = [
               story="learning-rate curves and the accuracy each schedule reaches"),
     _ablation("init", ("model.init",),
               {s: {"model.init": s} for s in ("kaiming", "orthogonal", "small_random")},
-              ["poisson1d"], ["poisson1d", "allen_cahn1d"], ["poisson1d", "helmholtz2d", "allen_cahn1d"],
-              seeds=(1, 1, 5),
+              ["poisson1d"], ["poisson1d", "helmholtz2d"], ["poisson1d", "helmholtz2d", "allen_cahn1d"],
+              why="the initial scale acts everywhere: in the last quick study the four schemes spread 30x on "
+                  "poisson1d (kaiming 1.6e-3, small_random 4.6e-5); helmholtz2d adds a 2-D problem. Where it "
+                  "decides success, allen_cahn1d (u = 0 is a solution; kaiming and orthogonal 0.96 and 0.98 "
+                  "against xavier's 0.14), a run costs about ten poisson1d runs: full has it, quick has not.",
               stage="3 convergence and cost",
               title="initialization",
               intro="`model.init` sets the scale of the Chebyshev coefficients (and of the MLP weights): xavier (the "
@@ -221,21 +254,27 @@ _SINGLE = [
     _ablation("derivatives", ("derivatives", "train.compile"),
               {"taylor": {"derivatives": "taylor"},
                "taylor_compiled": {"derivatives": "taylor", "train.compile": True}},
-              ["poisson3d"], ["poisson3d", "diffusion1d"], ["poisson3d", "helmholtz2d", "diffusion1d"],
+              ["poisson3d"], ["poisson3d", "poisson1d"], ["poisson3d", "helmholtz2d", "diffusion1d"],
               goal="time_per_epoch_ms", not_in_smoke=("taylor_compiled",),
+              base={p: {"derivatives": "autograd"} for p in PROFILES},
+              why="the engine's cost grows with the dimension and the number of points: a 3-D Laplacian on "
+                  "1500 points (poisson3d) and a 1-D second derivative on 256 (poisson1d); the figure puts the "
+                  "two side by side.",
               stage="3 convergence and cost",
               title="derivative engine",
-              intro="`derivatives` picks how the residual's derivatives are computed: nested `autograd`, or `taylor` "
-                    "(values, gradients and second derivatives propagated forward through the network, then one "
-                    "ordinary backward), optionally wrapped in `torch.compile` (`train.compile`; not in the smoke "
+              intro="`derivatives` picks how the residual's derivatives are computed: nested `autograd` (this "
+                    "ablation's baseline, its `base` setup), or `taylor` (values, gradients and second derivatives "
+                    "propagated forward through the network, then one ordinary backward; the default everywhere "
+                    "else), optionally wrapped in `torch.compile` (`train.compile`; not in the smoke "
                     "profile, as compiling takes about a minute). The numbers should agree; the cost should not. "
                     "The figure shows milliseconds per training epoch against the number of collocation points.",
               figure="figures.cost_vs_points(runs)",
               story="milliseconds per training step against the number of points"),
     _ablation("architecture", ("model.arch",),
               {a: {"model.arch": a} for a in ("cpikan", "scaled_pinn", "pinn")},
-              ["poisson1d"], ["helmholtz2d"],
+              ["poisson1d"], ["helmholtz2d", "diffusion1d"],
               ["poisson1d", "helmholtz2d", "diffusion1d", "reaction_diffusion1d", "allen_cahn1d"],
+              why="the paper's own comparisons: Helmholtz and the diffusion case.",
               stage="architecture",
               title="architecture",
               intro="The paper's comparison (`model.arch`): Scaled-cPIKAN (domain scaling, then Chebyshev KAN "
@@ -247,18 +286,22 @@ _SINGLE = [
 ]
 
 # The improvements switched on together in `combined`, picked from the quick study's recommended
-# settings: clipping at 10 and small_random init won on poisson1d, taylor halved the time per epoch.
-# lra, rad and cosine made helmholtz2d worse at quick sizes (0.87 with all five vs 0.031 without lra),
-# measured before lra and rad followed their authors' code (see README, stage-2 verdicts).
-CHOSEN: dict[str, Any] = {"train.grad_clip": 10.0, "model.init": "small_random", "derivatives": "taylor"}
+# settings: clipping at 10 and small_random init won on poisson1d. taylor, which halved the time per
+# epoch, is now the default engine, so every arm has it. lra, rad and cosine made helmholtz2d worse
+# at quick sizes (0.87 with all five vs 0.031 without lra), measured before lra and rad followed
+# their authors' code (see README, stage-2 verdicts).
+CHOSEN: dict[str, Any] = {"train.grad_clip": 10.0, "model.init": "small_random"}
 
 
 def _combined() -> Ablation:
     by_key = {a.keys[0]: a.name for a in _SINGLE}
     variants = {"all": CHOSEN} | {f"without_{by_key[key]}": {k: v for k, v in CHOSEN.items() if k != key}
                                   for key in CHOSEN}
-    return _ablation("combined", tuple(CHOSEN), variants, ["helmholtz2d"], ["helmholtz2d"],
+    return _ablation("combined", tuple(CHOSEN), variants, ["helmholtz2d"],
+                     ["helmholtz2d", "reaction_diffusion1d"],
                      ["helmholtz2d", "allen_cahn1d", "reaction_diffusion1d_inverse"],
+                     why="the chosen settings were picked on poisson1d; they are judged on two problems they "
+                         "were not picked on.",
                      stage="combined",
                      title="combined improvements",
                      intro="All chosen improvements on (`cpikan.study.CHOSEN`), then each one left out, against the "

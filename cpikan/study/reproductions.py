@@ -95,7 +95,7 @@ def _reproduction(name: str, problem: str, arms: Mapping[str, tuple[Mapping[str,
                      for arm, (overrides, _) in arms.items())
     keys = tuple(dict.fromkeys(k for v in variants for k in v.overrides))
     return Reproduction(name, keys, variants, dict.fromkeys(PROFILES, (problem,)), dict(zip(PROFILES, seeds)),
-                        stage="reproduction", base=base, sizes=sizes or {},
+                        stage="reproduction", why="the paper's own problem.", base=base, sizes=sizes or {},
                         published={arm: number for arm, (_, number) in arms.items()}, **text)
 
 
