@@ -48,7 +48,7 @@ def test_a_published_number_states_where_it_comes_from():
 
 def test_a_reproduction_needs_a_published_number_per_arm_and_its_reference():
     fields = dict(keys=WANG.keys, variants=WANG.variants, problems=WANG.problems, seeds=WANG.seeds, title="t",
-                  intro="i", figure="f", story="s", stage="reproduction", paper="p", result="r", code="c",
+                  intro="i", figure="f", story="s", why="w", stage="reproduction", paper="p", result="r", code="c",
                   differences=("d",))
     with pytest.raises(ConfigError, match=r"published numbers for \['baseline'\], but the arms are "
                                           r"\['baseline', 'lra'\]"):

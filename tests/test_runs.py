@@ -126,7 +126,8 @@ def test_cli_lists_problems_and_keys(capsys):
 
 
 def test_a_hard_constraint_is_what_the_run_trains_and_measures():
-    cfg = cpikan.RunConfig(problem="forced_diffusion1d", profile="smoke", device="cpu", threads=1)
+    cfg = cpikan.RunConfig(problem="forced_diffusion1d", profile="smoke", device="cpu", threads=1,
+                           derivatives="autograd")
     result = cpikan.run(cfg, progress=False)
     assert result.config["loss"]["weights"] == {"pde": 1.0} and "loss_bc" not in result.history
     t0 = torch.tensor([[0.0, -0.5], [0.0, 0.25]])

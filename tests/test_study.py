@@ -160,7 +160,7 @@ def test_an_arm_s_sizes_come_after_its_overrides_and_name_known_arms():
     assert study.variant_config(wu, wu.variant("baseline"), "forced_diffusion1d", "quick").train.epochs == 15_000
     with pytest.raises(ConfigError, match="has no variant 'radd'"):
         study.Ablation("x", wu.keys, wu.variants, wu.problems, wu.seeds, title="t", intro="i", figure="f", story="s",
-                       stage="1", sizes={"quick": {"radd": {"train.epochs": 5}}})
+                       why="w", stage="1", sizes={"quick": {"radd": {"train.epochs": 5}}})
 
 
 def test_entries_are_found_by_name_and_each_command_takes_its_own():

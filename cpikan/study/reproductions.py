@@ -174,6 +174,7 @@ WU_DIFFUSION = _reproduction(
      "rar_g": ({"sampling.adaptive": "rar", "sampling.adaptive_params": {"ratio": 0.1}},
                Published("RAR-G (10 points, +1 a round)", 2.0e-3, source=UNCONFIRMED))},
     base={profile: {"model.arch": "pinn", "model.hidden": hidden, "model.init": "xavier", "train.epochs": epochs,
+                    "derivatives": "autograd",
                     "train.lbfgs_iterations": 0, "train.log_every": 100, "sampling.n_pde": 30}
           for profile, hidden, epochs in (("smoke", (8, 8), 20), ("quick", (32, 32, 32), 15_000),
                                           ("full", (32, 32, 32), 15_000))},
