@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Mapping
 
@@ -60,6 +61,13 @@ class PhysicsLoss:
             raise ValueError(f"residual of problem {self.problem.name!r} returned shape {tuple(r.shape)}; "
                              f"expected ({x.shape[0]},): return one value per point")
         return r
+
+    def residual_value(self, x: torch.Tensor) -> torch.Tensor:
+        """The PDE residual at points x, detached: what a monitor reads. The taylor engine
+        evaluates it without recording a graph (the same numbers at a fraction of the cost);
+        nested autograd needs the graph for its derivatives."""
+        with torch.no_grad() if self._plans is not None else contextlib.nullcontext():
+            return self.residual(x).detach()
 
     def condition_residual(self, cp: ConditionPoints) -> torch.Tensor:
         c = cp.condition

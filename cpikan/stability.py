@@ -15,7 +15,6 @@ are skipped and counted (``amp_skipped``), and fp16 needs CUDA.
 from __future__ import annotations
 
 import contextlib
-import copy
 from typing import Iterable
 
 import torch
@@ -163,7 +162,7 @@ class EarlyStopping(NoEarlyStopping):
     def update(self, epoch: int, value: float, modules: list[torch.nn.Module]) -> bool:
         if value < self.best_value - self.min_delta:
             self.best_value, self.best_epoch = value, epoch
-            self._best_state = [copy.deepcopy(m.state_dict()) for m in modules]
+            self._best_state = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules]
             return False
         return self.best_epoch is not None and epoch - self.best_epoch >= self.patience
 

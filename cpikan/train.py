@@ -362,7 +362,7 @@ def heldout_residual(trainer: Trainer) -> float:
     training loss when there are none)."""
     if trainer.heldout is None:
         return training_loss(trainer)
-    return float(trainer.loss.residual(trainer.heldout).detach().square().mean())
+    return float(trainer.loss.residual_value(trainer.heldout).square().mean())
 
 
 MONITORS: dict[str, Callable[[Trainer], float]] = {"heldout": heldout_residual, "loss": training_loss}

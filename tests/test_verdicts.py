@@ -111,7 +111,8 @@ def test_forest_plot_draws_every_row_on_a_log_axis_with_a_line_at_one():
 
 def test_a_variant_that_changes_nothing_is_no_detectable_difference_in_real_runs(tmp_path):
     """Real smoke runs, three seeds: the baseline config under a second name, and early stopping
-    whose patience (1000) exceeds the 30 epochs. Runs are interleaved by seed, as `run_variants`
+    whose patience (1000) exceeds the 30 epochs (watching the held-out residual, a quarter as many
+    points as the training set scored without a graph every 10 epochs, costs a few per cent). Runs are interleaved by seed, as `run_variants`
     does, after one untimed run (the first Adam of a process imports torch._dynamo, seconds)."""
     from cpikan import run, study
     from cpikan.runs import run_path
@@ -131,10 +132,7 @@ def test_a_variant_that_changes_nothing_is_no_detectable_difference_in_real_runs
     for name in ("baseline_again", "patience_1000"):
         row = table.loc[name]
         assert (row.seeds, row.rel_l2_ratio, row.rel_l2_verdict) == (3, 1.0, SAME)
-    same = table.loc["baseline_again"]
-    assert (same.time_per_epoch_ms_verdict, same.wall_time_s_verdict) == (SAME, SAME), \
-        f"time ratios {same.time_per_epoch_ms_ratio:.3f}, {same.wall_time_s_ratio:.3f} of identical configs"
-    # Early stopping evaluates the held-out residual every 10 epochs: a real cost (about 10 % at
-    # smoke sizes, where an epoch is 64 points), so it may be judged worse, never faster.
-    stopping = table.loc["patience_1000"]
-    assert BETTER not in (stopping.time_per_epoch_ms_verdict, stopping.wall_time_s_verdict)
+    for name in ("baseline_again", "patience_1000"):
+        row = table.loc[name]
+        assert (row.time_per_epoch_ms_verdict, row.wall_time_s_verdict) == (SAME, SAME), \
+            f"{name}: time ratios {row.time_per_epoch_ms_ratio:.3f}, {row.wall_time_s_ratio:.3f} against the baseline"
