@@ -158,11 +158,14 @@ class Trainer:
                  compile: bool = False) -> None:
         self.loss, self.points, self.modules, self.s = loss, points, modules, strategies
         self._terms = compile_terms(loss.terms) if compile else loss.terms
-        self.epochs, self.lr, self.log_every = epochs, lr, log_every
+        self.epochs, self.log_every = epochs, log_every
         self.monitor, self.monitor_every, self.heldout = monitor, monitor_every, heldout
         self.evaluate, self.eval_every = evaluate, eval_every
         self.progress, self.on_epoch = progress, on_epoch
         self.params = [p for m in modules for p in m.parameters()]
+        # Built here, before any clock starts: the first Adam of a process imports torch._dynamo
+        # (about a second), which would otherwise inflate the first run's times.
+        self._adam_optimizer = torch.optim.Adam(self.params, lr=lr)
         self.outcome = TrainOutcome()
         self._last_finite = [p.detach().clone() for p in self.params]
 
@@ -225,7 +228,7 @@ class Trainer:
 
     def _adam(self) -> None:
         s, out = self.s, self.outcome
-        optimizer = torch.optim.Adam(self.params, lr=self.lr)
+        optimizer = self._adam_optimizer
         skipped = consecutive = points_seen = 0
         start, scoring = time.perf_counter(), out.eval_time_s
         bar = progress_bar(self.epochs, "adam", self.progress)
