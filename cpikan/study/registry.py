@@ -254,12 +254,14 @@ _SINGLE = [
     _ablation("derivatives", ("derivatives", "train.compile"),
               {"taylor": {"derivatives": "taylor"},
                "taylor_compiled": {"derivatives": "taylor", "train.compile": True}},
-              ["poisson3d"], ["poisson3d", "poisson1d"], ["poisson3d", "helmholtz2d", "diffusion1d"],
+              ["poisson3d"], ["poisson3d"], ["poisson3d", "helmholtz2d", "diffusion1d"],
               goal="time_per_epoch_ms", not_in_smoke=("taylor_compiled",),
               base={p: {"derivatives": "autograd"} for p in PROFILES},
               why="the engine's cost grows with the dimension and the number of points: a 3-D Laplacian on "
-                  "1500 points (poisson3d) and a 1-D second derivative on 256 (poisson1d); the figure puts the "
-                  "two side by side.",
+                  "1500 points (poisson3d), where nested autograd needs a backward per axis. Quick has only "
+                  "this one: a second problem (poisson1d, 3 arms x 3 seeds, each compiled run paying its "
+                  "compile) would cost about 3 of the study's 30 minutes; full adds helmholtz2d and "
+                  "diffusion1d.",
               stage="3 convergence and cost",
               title="derivative engine",
               intro="`derivatives` picks how the residual's derivatives are computed: nested `autograd` (this "

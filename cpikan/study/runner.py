@@ -22,7 +22,7 @@ from cpikan.config import ConfigError, check_profile
 from cpikan.runs import RunResult, run, run_path
 from cpikan.study import batch, published, reproductions
 from cpikan.study.parameters import StudyParameters
-from cpikan.study.registry import BASELINE, get, names, plan, variant_config
+from cpikan.study.registry import get, names, plan, variant_config
 from cpikan.study.store import StudyRun, reusable
 
 
@@ -32,7 +32,7 @@ def run_variants(params: StudyParameters, progress: bool = True) -> list[StudyRu
     A run that raises an Exception is saved as ``failed`` (its error in the file) and the others
     go on; KeyboardInterrupt stops the batch, leaving the files written so far. With
     ``params.resume`` an ``ok`` file holding the same resolved config (threads aside) is reused
-    instead of running again; a baseline run may be reused from another ablation's folder.
+    instead of running again (never another ablation's baseline: its times would not pair).
     Variants for CUDA only (on a CPU) or for other profiles are left out. The runs of one seed
     follow each other (seed 0 of every variant, then seed 1, ...), so that the paired timings a
     verdict compares are taken close together, under the same load.
@@ -47,7 +47,7 @@ def run_variants(params: StudyParameters, progress: bool = True) -> list[StudyRu
     for problem, variant, seed in tqdm(todo, desc=ablation.name, disable=not progress, leave=False):
         cfg = variant_config(ablation, variant, problem, params.profile, seed, params.device, params.threads)
         path = run_path(params.results_dir, params.profile, ablation.name, problem, variant.name, seed)
-        result = reusable(path, cfg, variant.name == BASELINE) if params.resume else None
+        result = reusable(path, cfg) if params.resume else None
         if result is None:
             try:
                 result = run(cfg, progress=False)

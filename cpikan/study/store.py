@@ -14,7 +14,7 @@ from pathlib import Path
 from cpikan import problems as registry
 from cpikan.config import ConfigError, RunConfig, resolve
 from cpikan.runs import RunResult, build_problem
-from cpikan.study.registry import ABLATIONS, BASELINE
+from cpikan.study.registry import ABLATIONS
 from cpikan.study.reproductions import REPRODUCTIONS
 
 
@@ -30,21 +30,16 @@ class StudyRun:
     result: RunResult
 
 
-def reusable(path: Path, cfg: RunConfig, baseline: bool) -> RunResult | None:
-    """An ok run of `cfg` already in the store: at `path`, or (baselines) another ablation's baseline."""
-    candidates = [path]
-    if baseline:
-        runs = path.parents[3]  # <root>/<profile>/runs
-        candidates += sorted(runs.glob(f"*/{path.parent.parent.name}/{BASELINE}/{path.name}"))
-    wanted = _comparable(resolve(cfg, build_problem(cfg)))
-    for candidate in candidates:
-        try:
-            result = RunResult.load(candidate)
-            if result.status == "ok" and _comparable(RunConfig.from_dict(result.config)) == wanted:
-                return result
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return None
+def reusable(path: Path, cfg: RunConfig) -> RunResult | None:
+    """The ok run of `cfg` already at `path` (a batch resuming), else None. A baseline is never
+    taken from another ablation's folder: its times were taken in another notebook, under another
+    load, and would not pair with this ablation's variants."""
+    try:
+        result = RunResult.load(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    same = _comparable(RunConfig.from_dict(result.config)) == _comparable(resolve(cfg, build_problem(cfg)))
+    return result if result.status == "ok" and same else None
 
 
 def _comparable(cfg: RunConfig) -> dict:
