@@ -330,9 +330,14 @@ def names() -> list[str]:
 
 def get(name: str) -> Ablation:
     """The registered ablation `name`; ConfigError listing the valid names otherwise."""
-    if name not in ABLATIONS:
-        raise ConfigError(f"unknown ablation {name!r}; valid: {', '.join(ABLATIONS)}")
-    return ABLATIONS[name]
+    return lookup(ABLATIONS, "ablation", name)
+
+
+def lookup(table: Mapping[str, Ablation], kind: str, name: str) -> Ablation:
+    """``table[name]``; ConfigError naming the `kind` and the valid names otherwise."""
+    if name not in table:
+        raise ConfigError(f"unknown {kind} {name!r}; valid: {', '.join(table)}")
+    return table[name]
 
 
 def variant_config(ablation: Ablation, variant: Variant, problem: str, profile: str = "smoke", seed: int = 0,

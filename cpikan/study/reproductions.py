@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from cpikan.config import PROFILES, ConfigError
-from cpikan.study.registry import ABLATIONS, BASELINE, Ablation, Variant
+from cpikan.study.registry import ABLATIONS, BASELINE, Ablation, Variant, lookup
 
 PAPER = "paper"
 UNCONFIRMED = "unconfirmed (third-party notes)"
@@ -262,9 +262,7 @@ def names() -> list[str]:
 
 def get(name: str) -> Reproduction:
     """The registered reproduction `name`; ConfigError listing the valid names otherwise."""
-    if name not in REPRODUCTIONS:
-        raise ConfigError(f"unknown reproduction {name!r}; valid: {', '.join(REPRODUCTIONS)}")
-    return REPRODUCTIONS[name]
+    return lookup(REPRODUCTIONS, "reproduction", name)
 
 
 def entry(name: str) -> Ablation:
