@@ -10,11 +10,12 @@ from cpikan.problems.allen_cahn import allen_cahn1d
 from cpikan.problems.base import Box, Dirichlet, Initial, Observations, Periodic, Problem
 from cpikan.problems.diffusion import diffusion1d, forced_diffusion1d
 from cpikan.problems.helmholtz import helmholtz2d
-from cpikan.problems.poisson import poisson1d, poisson3d
+from cpikan.problems.poisson import poisson1d, poisson1d_peak, poisson3d
 from cpikan.problems.reaction_diffusion import reaction_diffusion1d, reaction_diffusion1d_inverse
 
 REGISTRY: dict[str, Callable[..., Problem]] = {
     "poisson1d": poisson1d,
+    "poisson1d_peak": poisson1d_peak,
     "poisson3d": poisson3d,
     "helmholtz2d": helmholtz2d,
     "diffusion1d": diffusion1d,

@@ -196,11 +196,12 @@ _SINGLE = [
               story="loss-term weights over training, and whether balancing them helps"),
     _ablation("adaptive_sampling", ("sampling.adaptive",),
               {"rar": {"sampling.adaptive": "rar"}, "rad": {"sampling.adaptive": "rad"}},
-              ["helmholtz2d"], ["allen_cahn1d"], ["allen_cahn1d", "helmholtz2d"],
-              why="residual-based sampling needs local features to move points to: allen_cahn1d forms sharp "
-                  "interfaces, the benchmark of Wu et al. (2023). It is the only quick problem with such "
-                  "features (the others are smooth sines and sums of sines), and the costliest, so quick has "
-                  "only this one.",
+              ["poisson1d_peak"], ["poisson1d_peak"], ["poisson1d_peak", "allen_cahn1d"],
+              why="residual-based sampling needs local features to move points to: poisson1d_peak is flat but "
+                  "for one narrow peak, and allen_cahn1d (full) forms sharp interfaces, the benchmark of Wu et "
+                  "al. (2023). Quick has only poisson1d_peak: allen_cahn1d's three arms at three seeds took "
+                  "about 32 of the study's 30 minutes (measured: 167 s a baseline run), and the other quick "
+                  "problems are smooth sines and sums of sines.",
               stage="2 loss and sampling",
               title="adaptive collocation",
               intro="`sampling.adaptive` moves collocation points to where the residual is large: `rar` adds points "
@@ -213,9 +214,10 @@ _SINGLE = [
               {"minibatch_4": {"sampling.batches": {"count": 4}},
                "patches_4": {"sampling.batches": {"count": 4, "mode": "patches"}},
                "resample": {"sampling.batches": {"count": 1, "resample": True}}},
-              ["helmholtz2d"], ["helmholtz2d", "poisson1d"], ["helmholtz2d", "poisson3d"],
-              why="batching acts on any point set: a square (helmholtz2d, 1024 points, patches along x) and an "
-                  "interval (poisson1d, 256 points).",
+              ["helmholtz2d"], ["poisson1d"], ["helmholtz2d", "poisson3d"],
+              why="batching acts on any point set (poisson1d: 256 points, patches are sub-intervals). Quick has "
+                  "only this one: on helmholtz2d the two four-step arms cost 49 s a run against 22 s, about 7 "
+                  "of the study's 30 minutes at three seeds; full has helmholtz2d and poisson3d.",
               stage="2 loss and sampling",
               title="batched collocation",
               intro="`sampling.batches` splits the collocation points into mini-batches or spatial patches, several "
@@ -225,10 +227,11 @@ _SINGLE = [
               story="points per second, and fitting the function rather than a fixed point set"),
     _ablation("scheduler", ("train.scheduler",),
               {s: {"train.scheduler": s} for s in ("exponential", "cosine", "plateau", "multistep")},
-              ["poisson1d"], ["poisson1d", "helmholtz2d"], ["poisson1d", "helmholtz2d", "diffusion1d"],
-              why="a schedule acts through the Adam phase: on both problems the training loss still falls by "
-                  "about 15 % over the last 100 of the 1000 Adam epochs (measured at seed 0), so the rate there "
-                  "still matters.",
+              ["poisson1d"], ["poisson1d"], ["poisson1d", "helmholtz2d", "diffusion1d"],
+              why="a schedule acts through the Adam phase: on poisson1d the training loss still falls by about "
+                  "15 % over the last 100 of the 1000 Adam epochs (measured at seed 0), so the rate there still "
+                  "matters. Quick has only this one: five arms at three seeds on helmholtz2d (22 s a run) would "
+                  "add about 5.5 of the study's 30 minutes; full adds helmholtz2d and diffusion1d.",
               stage="3 convergence and cost",
               title="learning-rate schedulers",
               intro="`train.scheduler` changes the Adam learning rate over training (`train.scheduler_params` holds "
@@ -276,7 +279,9 @@ _SINGLE = [
               {a: {"model.arch": a} for a in ("cpikan", "scaled_pinn", "pinn")},
               ["poisson1d"], ["helmholtz2d", "diffusion1d"],
               ["poisson1d", "helmholtz2d", "diffusion1d", "reaction_diffusion1d", "allen_cahn1d"],
-              why="the paper's own comparisons: Helmholtz and the diffusion case.",
+              why="the paper's own comparisons: Helmholtz and the diffusion case. On helmholtz2d's square "
+                  "[-1, 1]^2 the domain scaling is the identity, so there cpikan is scaled_cpikan and pinn is "
+                  "scaled_pinn, run for run (a check); diffusion1d's domain is where the scaling acts.",
               stage="architecture",
               title="architecture",
               intro="The paper's comparison (`model.arch`): Scaled-cPIKAN (domain scaling, then Chebyshev KAN "
@@ -299,11 +304,11 @@ def _combined() -> Ablation:
     by_key = {a.keys[0]: a.name for a in _SINGLE}
     variants = {"all": CHOSEN} | {f"without_{by_key[key]}": {k: v for k, v in CHOSEN.items() if k != key}
                                   for key in CHOSEN}
-    return _ablation("combined", tuple(CHOSEN), variants, ["helmholtz2d"],
-                     ["helmholtz2d", "reaction_diffusion1d"],
+    return _ablation("combined", tuple(CHOSEN), variants, ["helmholtz2d"], ["helmholtz2d"],
                      ["helmholtz2d", "allen_cahn1d", "reaction_diffusion1d_inverse"],
-                     why="the chosen settings were picked on poisson1d; they are judged on two problems they "
-                         "were not picked on.",
+                     why="the chosen settings were picked on poisson1d; they are judged on a problem they were not "
+                         "picked on. Quick has only helmholtz2d: a second problem (reaction_diffusion1d, four arms "
+                         "at three seeds) would add about 4 of the study's 30 minutes.",
                      stage="combined",
                      title="combined improvements",
                      intro="All chosen improvements on (`cpikan.study.CHOSEN`), then each one left out, against the "
