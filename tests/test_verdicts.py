@@ -136,3 +136,10 @@ def test_a_variant_that_changes_nothing_is_no_detectable_difference_in_real_runs
         row = table.loc[name]
         assert (row.time_per_epoch_ms_verdict, row.wall_time_s_verdict) == (SAME, SAME), \
             f"{name}: time ratios {row.time_per_epoch_ms_ratio:.3f}, {row.wall_time_s_ratio:.3f} against the baseline"
+
+
+def test_a_bound_next_to_one_keeps_the_digits_that_keep_it_off_one():
+    from cpikan.study.verdicts import interval_text
+    assert interval_text(0.542, 0.294, 0.99961) == "0.542 [0.294, 0.9996]"
+    assert interval_text(1.2, 1.0004, 1.5) == "1.2 [1.0004, 1.5]"
+    assert interval_text(1.0, 1.0, 1.0) == "1 [1, 1]"

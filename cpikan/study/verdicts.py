@@ -158,10 +158,19 @@ def recommended(table: pd.DataFrame, profile: str) -> pd.DataFrame:
 
 
 def interval_text(ratio: float, low: float, high: float) -> str:
-    """``0.42 [0.31, 0.57]``: a ratio and its interval for tables; ``1.3 [0, inf]`` for one seed."""
+    """``0.42 [0.31, 0.57]``: a ratio and its interval for tables; ``1.3 [0, inf]`` for one seed.
+    Three significant digits, more where a bound would round to 1 but is not 1 (``0.9996``), so
+    that an interval that excludes 1 never reads as touching it."""
     if not math.isfinite(ratio):
         return "–"
-    return f"{ratio:.3g} [{low:.3g}, {high:.3g}]"
+    return f"{ratio:.3g} [{_off_one(low)}, {_off_one(high)}]"
+
+
+def _off_one(value: float) -> str:
+    digits = 3
+    while float(f"{value:.{digits}g}") == 1.0 and value != 1.0 and digits < 12:
+        digits += 1
+    return f"{value:.{digits}g}"
 
 
 def interval_cells(table: pd.DataFrame) -> pd.DataFrame:
