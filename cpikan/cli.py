@@ -51,7 +51,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
                           "pip install 'cpikan[study]'") from None
 
     if args.action == "render":
-        print("\n".join(study.render_notebooks(only=args.only.split(",") if args.only else None)))
+        print("\n".join(study.render_notebooks(only=args.only.split(",") if args.only else None,
+                                                execute=args.execute)))
     elif args.action == "reproduce":
         study.run_reproductions(profile=args.profile, only=args.only.split(",") if args.only else None,
                                 seeds=args.seeds, jobs=args.jobs, executor=args.executor, address=args.address,
@@ -101,6 +102,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--executor", default="local", choices=("local", "dask"))
     s.add_argument("--address", help="Dask scheduler address (with --executor dask)")
     s.add_argument("--root", default="reports", help="results root (reports/<profile>/ below it)")
+    s.add_argument("--execute", action="store_true",
+                   help="render: execute each notebook for its checked output, even when it has one")
     s.set_defaults(func=_cmd_study)
 
     b = sub.add_parser("bench", help="benchmarks that print figures; `gpu` is the device check (tools/gpu-check.sh)")

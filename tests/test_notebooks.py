@@ -99,3 +99,9 @@ def test_a_new_notebook_is_executed_for_its_checked_output(tmp_path):
     assert list((tmp_path / "reports" / "smoke" / "runs" / "grad_clip").rglob("seed0.json"))
     assert notebooks.render_notebooks(["grad_clip"], folder) == [
         f"rendered {folder / 'grad_clip.ipynb'} (checked output kept)"]
+    stale = nbformat.read(folder / "grad_clip.ipynb", as_version=4)
+    stale.cells[-1].outputs[0].text = "helmholtz2d: what an earlier smoke problem printed\n"
+    nbformat.write(stale, folder / "grad_clip.ipynb")
+    [line] = notebooks.render_notebooks(["grad_clip"], folder, execute=True)  # cpikan study render --execute
+    assert line.endswith("executed it for its checked output")
+    assert nbformat.read(folder / "grad_clip.ipynb", as_version=4).cells[-1].outputs[0].text == checked.outputs[0].text

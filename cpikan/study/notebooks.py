@@ -150,17 +150,19 @@ def write(ablation: Ablation, folder: Path | None = None) -> Path:
     return path
 
 
-def render_notebooks(only: Iterable[str] | None = None, folder: Path | None = None) -> list[str]:
+def render_notebooks(only: Iterable[str] | None = None, folder: Path | None = None,
+                     execute: bool = False) -> list[str]:
     """Write the notebooks of the ablations and reproductions `only` (default: all), into `folder`
     (default: each one's `folder_of`); one line per notebook says what was done. A notebook whose
-    checked cell has no output yet (a new entry) is executed once with its defaults, the smoke
-    profile, to get it. Unknown names are a ConfigError."""
+    checked cell has no output yet (a new entry), or every one with `execute` (after a change of
+    what its smoke profile runs), is executed once with its defaults, the smoke profile, to get
+    it. Unknown names are a ConfigError."""
     lines = []
     for ablation in [entry(n) for n in (only or [*names(), *reproduction_names()])]:
         path = write(ablation, folder)
         checked = [c for c in nbformat.read(path, as_version=4).cells
                    if c.cell_type == "code" and c.source.startswith(CHECK_MARK)]
-        if all(c.outputs for c in checked):
+        if all(c.outputs for c in checked) and not execute:
             lines.append(f"rendered {path} (checked output kept)")
         else:
             refresh(path)
