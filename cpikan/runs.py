@@ -24,7 +24,8 @@ from cpikan.problems.base import Problem
 from cpikan.sampling import PointSets, make_sampler, sample_points
 from cpikan.schedules import SCHEDULES
 from cpikan.stability import PRECISIONS, make_clipper, make_early_stopping
-from cpikan.train import Strategies, Trainer, heldout_points
+from cpikan.strategies import Strategies
+from cpikan.train import Trainer, heldout_points
 
 # Held-out interior points for the "heldout" monitor, per interior collocation point: a 25 %
 # validation split. Scored every `train.monitor_every` epochs without a graph (taylor), watching

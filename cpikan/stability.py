@@ -1,7 +1,7 @@
 """Stage-1 strategies: gradient clipping, mixed precision, early stopping.
 
-Each toggle is one strategy object with a do-nothing default (`cpikan.train` states the hooks
-the trainer calls); ``train.amp`` picks its class from `PRECISIONS`, every class built as
+Each toggle is one strategy object with a do-nothing default (`cpikan.strategies` states the
+hooks the trainer calls); ``train.amp`` picks its class from `PRECISIONS`, every class built as
 ``cls(device, dtype)``.
 
 Mixed precision (``train.amp``): only the Adam phase's forward pass runs under autocast:

@@ -5,8 +5,8 @@ One Adam epoch, for each mini-batch the sampler yields (one, in the plain recipe
     -> NaN guard -> backward -> unscale -> clip (records the pre-clip norm) -> step
 then the balancer, the sampler's refinement, the monitored value, the schedule and early stopping.
 
-The toggles reach the loop only as strategy objects, one per role (`Strategies`), through the
-hooks their Protocols below state; the loop never reads a config string.
+The toggles reach the loop only as strategy objects, one per role (`cpikan.strategies`), through
+the hooks their Protocols state; the loop never reads a config string.
 
 Error against time: every `eval_every` Adam epochs and L-BFGS iterations (and on each phase's
 last row) the history records ``rel_l2``, the relative L2 error on a fixed evaluation subset
@@ -25,85 +25,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Callable
 
 import torch
 
 from cpikan.losses import PhysicsLoss, total
 from cpikan.progress import bar as progress_bar
 from cpikan.sampling import PointSets, uniform_box
+from cpikan.strategies import Strategies
 
 MAX_CONSECUTIVE_SKIPS = 100
 log = logging.getLogger(__name__)
-
-
-class Precision(Protocol):
-    """``train.amp`` (`cpikan.stability`): how the Adam phase's forward pass, backward and step run."""
-
-    skips_nonfinite: bool  # a non-finite step is skipped and counted, rather than ending the run
-    step_checks_gradients: bool  # `step` itself skips a step with non-finite gradients (a GradScaler)
-
-    def autocast(self) -> AbstractContextManager: ...
-    def backward(self, loss: torch.Tensor) -> None: ...
-    def unscale(self, optimizer: torch.optim.Optimizer) -> None: ...
-    def step(self, optimizer: torch.optim.Optimizer) -> bool: ...  # False: the step was skipped
-
-
-class Clipper(Protocol):
-    """``train.grad_clip`` (`cpikan.stability`): clips the gradients, returns their pre-clip norm."""
-
-    def clip(self, params: list[torch.nn.Parameter]) -> float: ...
-
-
-class Stopper(Protocol):
-    """``train.early_stopping`` (`cpikan.stability`): told each monitored value, says when to stop."""
-
-    wants_monitor: bool
-    best_epoch: int | None
-
-    def update(self, epoch: int, value: float, modules: list[torch.nn.Module]) -> bool: ...
-    def restore(self, modules: list[torch.nn.Module]) -> None: ...
-
-
-class Schedule(Protocol):
-    """``train.scheduler`` (`cpikan.schedules`): sets the rate before each epoch."""
-
-    wants_monitor: bool
-
-    def apply(self, optimizer: torch.optim.Optimizer, epoch: int) -> float: ...
-    def observe(self, epoch: int, value: float) -> None: ...
-
-
-class Balancer(Protocol):
-    """``loss.balancing`` (`cpikan.losses`): the weight of each loss term, updated once per step."""
-
-    weights: dict[str, float]
-    skipped: int
-
-    def update(self, epoch: int, terms: Mapping[str, torch.Tensor], params: list[torch.nn.Parameter]) -> None: ...
-
-
-class Sampler(Protocol):
-    """``sampling.adaptive`` and ``sampling.batches`` (`cpikan.sampling`): the interior points."""
-
-    points: torch.Tensor
-
-    def batches(self, epoch: int) -> list[torch.Tensor]: ...
-    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None: ...
-
-
-@dataclass
-class Strategies:
-    """One object per toggle, built from the resolved config by `cpikan.runs.build_strategies`."""
-
-    precision: Precision
-    clipper: Clipper
-    stopper: Stopper
-    schedule: Schedule
-    balancer: Balancer
-    sampler: Sampler
 
 
 @dataclass
