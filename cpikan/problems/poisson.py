@@ -8,6 +8,7 @@ error 0.12, rel_l2 0.26; with weight 100, rel_l2 2e-2 at the same budget).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -21,14 +22,9 @@ def poisson1d(frequency: float = 4.0) -> Problem:
     def exact(x: torch.Tensor) -> torch.Tensor:
         return torch.sin(w * x[:, 0])
 
-    return Problem(
-        box=Box(lo=[0.0], hi=[1.0]),
-        residual=lambda d, x: -d.u_xx[0] - w**2 * torch.sin(w * x[:, 0]),
-        conditions=[Dirichlet(exact)],
-        exact=exact,
-        coords=("x",),
-        weights={"pde": 1.0, "bc": 100.0},
-        sizes={
+    return _on_unit_interval(
+        "poisson1d", exact, lambda x: w**2 * torch.sin(w * x[:, 0]),
+        {
             "smoke": {"train.epochs": 30, "sampling.n_pde": 64, "sampling.n_bc": 2, "model.hidden": (8, 8),
                       "train.lbfgs_iterations": 0},
             "quick": {"train.epochs": 1000, "sampling.n_pde": 256, "sampling.n_bc": 2, "model.hidden": (8, 8),
@@ -36,7 +32,6 @@ def poisson1d(frequency: float = 4.0) -> Problem:
             "full": {"train.epochs": 20000, "sampling.n_pde": 1000, "sampling.n_bc": 2, "model.hidden": (32, 32),
                      "train.lbfgs_iterations": 0},
         },
-        name="poisson1d",
     )
 
 
@@ -57,14 +52,9 @@ def poisson1d_peak(width: float = 0.05, center: float = 0.4) -> Problem:
         r = x[:, 0] - center
         return exact(x) * (2 / width**2 - 4 * r**2 / width**4)
 
-    return Problem(
-        box=Box(lo=[0.0], hi=[1.0]),
-        residual=lambda d, x: -d.u_xx[0] - source(x),
-        conditions=[Dirichlet(exact)],
-        exact=exact,
-        coords=("x",),
-        weights={"pde": 1.0, "bc": 100.0},
-        sizes={
+    return _on_unit_interval(
+        "poisson1d_peak", exact, source,
+        {
             "smoke": {"train.epochs": 30, "sampling.n_pde": 32, "sampling.n_bc": 2, "model.hidden": (8, 8),
                       "train.lbfgs_iterations": 0},
             "quick": {"train.epochs": 1000, "sampling.n_pde": 128, "sampling.n_bc": 2, "model.hidden": (16, 16),
@@ -72,7 +62,21 @@ def poisson1d_peak(width: float = 0.05, center: float = 0.4) -> Problem:
             "full": {"train.epochs": 20000, "sampling.n_pde": 512, "sampling.n_bc": 2, "model.hidden": (32, 32),
                      "train.lbfgs_iterations": 0},
         },
-        name="poisson1d_peak",
+    )
+
+
+def _on_unit_interval(name: str, exact: Callable[[torch.Tensor], torch.Tensor],
+                      source: Callable[[torch.Tensor], torch.Tensor], sizes: dict) -> Problem:
+    """-u_xx = source(x) on [0, 1], Dirichlet data from `exact`, boundary weight 100 (see above)."""
+    return Problem(
+        box=Box(lo=[0.0], hi=[1.0]),
+        residual=lambda d, x: -d.u_xx[0] - source(x),
+        conditions=[Dirichlet(exact)],
+        exact=exact,
+        coords=("x",),
+        weights={"pde": 1.0, "bc": 100.0},
+        sizes=sizes,
+        name=name,
     )
 
 
