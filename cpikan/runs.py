@@ -29,7 +29,7 @@ from cpikan.train import Trainer, heldout_points
 
 # Held-out interior points for the "heldout" monitor, per interior collocation point: a 25 %
 # validation split. Scored every `train.monitor_every` epochs without a graph (taylor), watching
-# costs about 2 % of the Adam phase (measured on poisson1d quick: 1024 points cost 6 %).
+# costs about 3 % of the Adam phase (measured on poisson1d quick: 1024 points cost 6 %).
 HELDOUT_FRACTION = 0.25
 
 

@@ -134,6 +134,10 @@ class Trainer:
         if history.get("phase") and history["phase"][-1] == phase:
             history["rel_l2"][-1] = self._score()
 
+    def _training_time(self, start: float, scoring: float) -> float:
+        """Seconds since `start` less the scoring done since (``eval_time_s`` was `scoring` then)."""
+        return time.perf_counter() - start - (self.outcome.eval_time_s - scoring)
+
     def monitored_value(self) -> float:
         """The value `monitor` names (see `MONITORS`), for the current weights, in full precision."""
         return MONITORS[self.monitor](self)
@@ -199,7 +203,7 @@ class Trainer:
                 if due and (s.schedule.wants_monitor or s.stopper.wants_monitor):
                     monitored = self.monitored_value()
                     s.schedule.observe(epoch, monitored)
-                elapsed = time.perf_counter() - start - (out.eval_time_s - scoring)
+                elapsed = self._training_time(start, scoring)
                 scored = epoch % self.eval_every == 0
                 error = self._score() if scored else None
                 row = {"epoch": epoch, "phase": "adam", "loss": current, "lr": lr,
@@ -225,7 +229,7 @@ class Trainer:
         finally:
             bar.close()
             _sync(self.params)
-            out.adam_time_s = time.perf_counter() - start - (out.eval_time_s - scoring)
+            out.adam_time_s = self._training_time(start, scoring)
         out.best_epoch = s.stopper.best_epoch
         self._score_last_row("adam")
 
@@ -249,7 +253,7 @@ class Trainer:
                 raise StopTraining("nonfinite")
             loss.backward()
             self._snapshot()
-            elapsed = time.perf_counter() - start - (out.eval_time_s - scoring)
+            elapsed = self._training_time(start, scoring)
             error = self._score() if out.lbfgs_iterations % self.eval_every == 0 else None
             out.lbfgs_iterations += 1
             stop = self._log({"epoch": base_epoch + out.lbfgs_iterations - 1, "phase": "lbfgs",
@@ -268,7 +272,7 @@ class Trainer:
             if stop.reason == "nonfinite":
                 self._restore_last_finite()
             out.stop_reason = stop.reason
-        out.lbfgs_time_s = time.perf_counter() - start - (out.eval_time_s - scoring)
+        out.lbfgs_time_s = self._training_time(start, scoring)
         self._score_last_row("lbfgs")
 
     def fit(self, lbfgs_iterations: int = 0, lbfgs_dtype: torch.dtype | None = None) -> TrainOutcome:

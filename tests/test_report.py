@@ -8,7 +8,7 @@ import pytest
 
 from cpikan import cli, study
 from cpikan.config import RunConfig, resolve
-from cpikan.overrides import set_arguments
+from cpikan.overrides import format_value, set_arguments
 from cpikan.runs import RunResult, build_problem, run_path
 from cpikan.study import budget, export, figures, report, verdicts
 from cpikan.study.report import readable
@@ -190,7 +190,7 @@ def test_the_report_notebook_runs_through_papermill(store):
     ("loss.balancing", "fixed", "fixed"),
 ])
 def test_toggle_cells_are_plain_text(key, value, text):
-    assert report.toggle_text(key, value) == text
+    assert format_value(value) == text  # the cell report.frame writes for `key`
 
 
 def _variants():
@@ -204,7 +204,7 @@ def test_every_printed_setting_reads_back_as_the_variant(ablation, variant):
     problem = ablation.problems["smoke"][0]
     expected = study.variant_config(ablation, variant, problem, "smoke")
     plain = RunConfig(problem=problem, profile="smoke")
-    cells = [f"{key}={report.toggle_text(key, value)}" for key, value in variant.overrides.items()]
+    cells = [f"{key}={format_value(value)}" for key, value in variant.overrides.items()]
     assert plain.override(dict(ablation.base.get("smoke", {})), *cells) == expected
     text = set_arguments({**ablation.base.get("smoke", {}), **variant.overrides})
     args = cli.parser().parse_args(["run", "--problem", problem, "--profile", "smoke", *shlex.split(text)])

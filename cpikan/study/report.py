@@ -30,12 +30,6 @@ HISTORY_METRICS = ("points_per_s",)  # last value of the run's history
 _DEFAULTS = {row["key"]: row["default"] for row in schema()}
 
 
-def toggle_text(key: str, value: Any) -> str:
-    """A toggle value as a table cell: the text ``--set <key>=<cell>`` reads back as `value`
-    (``none``, ``10.0``, ``true``, ``{"count": 4}``), plain text in any browser."""
-    return format_value(value)
-
-
 def _config_value(config: dict, key: str) -> Any:
     section, _, name = key.rpartition(".")
     return (config.get(section, {}) if section else config).get(name, _DEFAULTS.get(key))
@@ -53,7 +47,8 @@ def frame(runs: Sequence[StudyRun]) -> pd.DataFrame:
         res = r.result
         row = {"ablation": r.ablation, "problem": r.problem, "variant": r.variant, "seed": r.seed,
                "status": res.status, "error": res.error, "run_file": str(r.path)}
-        row |= {key: toggle_text(key, _config_value(res.config, key)) for key in TOGGLES}
+        # toggle cells: the text ``--set <key>=<cell>`` reads back, plain in any browser
+        row |= {key: format_value(_config_value(res.config, key)) for key in TOGGLES}
         row |= {m: res.metrics.get(m, math.nan) for m in RUN_METRICS}
         row |= {m: _last(res.history, m) for m in HISTORY_METRICS}
         row |= {k: v for k, v in res.metrics.items() if k.endswith("_rel_err")}
