@@ -14,8 +14,9 @@ from cpikan.study import budget, export, figures, report, verdicts
 from cpikan.study.report import readable
 
 
-def _save(root, ablation, problem, variant, seed, rel_l2=None, ms=10.0, history=None):
-    """A run file as `run_variants` writes it; rel_l2 None writes a failed run."""
+def _save(root, ablation, problem, variant, seed, rel_l2=None, ms=10.0, history=None, adam=None, lbfgs=None):
+    """A run file as `run_variants` writes it; rel_l2 None writes a failed run. `adam` (rel_l2 at
+    the end of Adam) and `lbfgs` (L-BFGS iterations run) are recorded when given."""
     cfg = study.variant_config(study.get(ablation), study.get(ablation).variant(variant), problem, seed=seed)
     if rel_l2 is None:
         result = RunResult.failed(cfg, RuntimeError("boom"))
@@ -23,6 +24,7 @@ def _save(root, ablation, problem, variant, seed, rel_l2=None, ms=10.0, history=
         metrics = {"rel_l2": rel_l2, "max_abs_err": 2 * rel_l2, "final_loss": 1e-3, "epochs_run": 3,
                    "stop_reason": "max_epochs", "wall_time_s": 3 * ms / 1000, "time_per_epoch_ms": ms,
                    "peak_mem_mb": 100.0, "device": "cpu (x86_64, 1 threads)", "versions": {"torch": "2.13.0"}}
+        metrics |= {k: v for k, v in (("rel_l2_adam", adam), ("lbfgs_iterations", lbfgs)) if v is not None}
         history = history or {"epoch": [0, 1, 2], "loss": [1.0, 0.5, 0.1 * (seed + 1)], "lr": [1e-3] * 3,
                               "grad_norm": [5.0, 2.0, 1.0], "points_per_s": [1e4, 1e4, 1e4 / ms]}
         result = RunResult(config=resolve(cfg, build_problem(cfg)).to_dict(), metrics=metrics, history=history)
@@ -89,15 +91,56 @@ def test_verdicts_pair_seeds_within_each_ablation_and_name_their_run_files(store
 def test_only_better_variants_are_recommended_on_each_ablation_goal(store):
     table = verdicts.recommended(verdicts.verdicts(_frame(store)), "smoke")
     rows = {(r.problem, r.ablation): r for r in table.itertuples()}
+    assert len(rows) == len(table)  # runs without rel_l2_adam: one phase per ablation, the end of the run
     clip = rows["poisson1d", "grad_clip"]
-    assert (clip.recommended, clip.variant, clip.goal) == ("--set train.grad_clip=10.0", "max_norm_10", "rel_l2")
+    assert (clip.recommended, clip.variant, clip.goal, clip.phase) == ("--set train.grad_clip=10.0", "max_norm_10",
+                                                                      "rel_l2", "end of run")
     assert clip.goal_ratio == pytest.approx(0.25, rel=0.02) and clip.goal_high < 1
     amp = rows["poisson1d", "amp"]  # fp16 is faster still, but less accurate: bf16
-    assert (amp.recommended, amp.goal) == ("--set train.amp=bf16", "time_per_epoch_ms")
+    assert (amp.recommended, amp.goal, amp.phase) == ("--set train.amp=bf16", "time_per_epoch_ms", "end of run")
     assert amp.goal_ratio == pytest.approx(0.51, rel=0.02) and amp.rel_l2_low < 1 < amp.rel_l2_high
     for key in [("helmholtz2d", "init"), ("helmholtz2d", "scheduler")]:  # one seed each
         assert (rows[key].recommended, rows[key].variant) == (verdicts.NOTHING, "baseline")
     assert "nothing better than the baseline at this budget" == verdicts.NOTHING
+
+
+def test_a_recommendation_names_the_phase_it_holds_for(tmp_path):
+    """grad_clip (with L-BFGS): clipping at 10 halves the error after Adam, and L-BFGS evens it
+    out; clipping at 1 is no better after Adam, and ends three times lower. amp: fp16 is faster
+    still than bf16, but twice worse after Adam. init (no L-BFGS): kaiming halves the error, judged
+    once, at the end of the run."""
+    for seed, l2 in enumerate(BASELINE_L2):
+        w, jitter = 1 + 0.01 * seed, (1.1, 0.9, 1.0)[seed]
+        _save(tmp_path, "grad_clip", "poisson1d", "baseline", seed, l2, adam=10 * l2, lbfgs=100)
+        _save(tmp_path, "grad_clip", "poisson1d", "max_norm_10", seed, l2 * w, adam=5 * l2 * w, lbfgs=100)
+        _save(tmp_path, "grad_clip", "poisson1d", "max_norm_1", seed, l2 / 3 * w, adam=10 * l2 * jitter, lbfgs=100)
+        _save(tmp_path, "amp", "poisson1d", "baseline", seed, l2, adam=10 * l2, lbfgs=100)
+        _save(tmp_path, "amp", "poisson1d", "bf16", seed, l2 * jitter, 5.0 + 0.1 * seed, adam=10 * l2 * w, lbfgs=100)
+        _save(tmp_path, "amp", "poisson1d", "fp16", seed, l2 * jitter, 2.5, adam=20 * l2 * w, lbfgs=100)
+        _save(tmp_path, "init", "poisson1d", "baseline", seed, l2, adam=l2, lbfgs=0)
+        _save(tmp_path, "init", "poisson1d", "kaiming", seed, l2 / 2 * w, adam=l2 / 2 * w, lbfgs=0)
+    rep = report.gather(tmp_path, "smoke")
+    judged = rep.verdicts.set_index("variant")
+    assert (judged.loc["max_norm_10", "rel_l2_adam_verdict"], judged.loc["max_norm_10", "rel_l2_verdict"]) == (
+        verdicts.BETTER, verdicts.SAME)
+    assert judged.loc["kaiming", "rel_l2_adam_verdict"] == verdicts.ONE_PHASE
+    rows = {(r.ablation, r.phase): r for r in rep.recommended.itertuples()}
+    assert sorted(rows) == [("amp", "end of run"), ("grad_clip", "after Adam"), ("grad_clip", "end of run"),
+                            ("init", "end of run")]
+    assert rows["grad_clip", "after Adam"].variant == "max_norm_10"
+    assert rows["grad_clip", "after Adam"].goal_ratio == pytest.approx(0.5, rel=0.02)
+    assert rows["grad_clip", "end of run"].variant == "max_norm_1"
+    assert rows["grad_clip", "end of run"].goal_ratio == pytest.approx(1 / 3, rel=0.02)
+    amp = rows["amp", "end of run"]
+    assert (amp.variant, amp.goal) == ("bf16", "time_per_epoch_ms")
+    assert amp.rel_l2_adam_low < 1 < amp.rel_l2_adam_high and amp.rel_l2_low < 1 < amp.rel_l2_high
+    assert rows["init", "end of run"].variant == "kaiming"
+    shown = readable(rep.recommended)
+    assert list(shown.columns) == ["problem", "ablation", "goal", "phase", "recommended", "variant",
+                                   "goal ratio [adjusted CI]", "rel_l2 after Adam ratio [adjusted CI]",
+                                   "rel_l2 end of run ratio [adjusted CI]", "seeds"]
+    cells = readable(rep.verdicts).set_index("variant")["rel_l2 after Adam ratio [adjusted CI]"]
+    assert cells["kaiming"] == verdicts.ONE_PHASE and cells["max_norm_10"].endswith("] better")
 
 
 def test_timing_table_holds_the_means_without_a_ratio(store):
@@ -130,9 +173,14 @@ def test_the_report_builds_tables_and_html_traced_to_run_files(store):
     assert set(traced) == {str(r.path) for r in rep.runs} - duplicates
     assert "| baseline " in (tables / "poisson1d.md").read_text()
     judged = report.readable(rep.verdicts).set_index("variant")
-    assert list(judged.columns[:4]) == ["stage", "ablation", "problem", "seeds"]
-    assert judged.loc["max_norm_10", "rel_l2 ratio [95 % CI]"].endswith("] better")
-    assert judged.loc["max_norm_1", "time/epoch ratio [95 % CI]"] == "failed"
+    assert list(judged.columns) == ["stage", "ablation", "problem", "seeds", "rel_l2 after Adam ratio [adjusted CI]",
+                                    "rel_l2 end of run ratio [adjusted CI]", "time/epoch ratio [adjusted CI]",
+                                    "wall time ratio [adjusted CI]", "peak memory ratio [adjusted CI]"]
+    assert judged.loc["max_norm_10", "rel_l2 end of run ratio [adjusted CI]"].endswith("] better")
+    assert judged.loc["max_norm_10", "rel_l2 after Adam ratio [adjusted CI]"] == "–"  # not in these run files
+    assert judged.loc["max_norm_1", "time/epoch ratio [adjusted CI]"] == "failed"
+    setup = (tables / "setup.md").read_text()
+    assert verdicts.METHOD in setup and "| rel_l2 end of run | 5 " in setup  # 5 rows judged: max_norm_1 failed
     assert "| max_norm_10 " in (tables / "verdicts.md").read_text()
     assert len(pd.read_csv(tables / "verdicts.csv")) == 6
     html = (store / "smoke" / "report.html").read_text()
@@ -151,8 +199,12 @@ def test_readable_tables_say_never_and_put_each_interval_with_its_verdict_in_one
                            "rel_l2_verdict": [verdicts.BETTER], "wall_time_s_ratio": [math.nan],
                            "wall_time_s_low": [math.nan], "wall_time_s_high": [math.nan],
                            "wall_time_s_verdict": [verdicts.FAILED]})
-    assert readable(judged).to_dict("records") == [{"stage": "g", "rel_l2 ratio [95 % CI]": "0.5 [0.25, 0.9] better",
+    assert readable(judged).to_dict("records") == [{"stage": "g",
+                                                    "rel_l2 end of run ratio [95 % CI]": "0.5 [0.25, 0.9] better",
                                                     "wall time ratio [95 % CI]": "failed"}]
+    adjusted = judged.assign(rel_l2_level=[0.99], rel_l2_p=[0.001], rel_l2_raw_low=[0.3], rel_l2_raw_high=[0.8])
+    assert list(readable(adjusted).columns) == ["stage", "rel_l2 end of run ratio [adjusted CI]",
+                                                "wall time ratio [95 % CI]"]
 
 
 def test_the_setup_section_states_budget_seeds_machine_and_versions(store):

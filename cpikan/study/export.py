@@ -2,8 +2,11 @@
 and the same sections in a notebook (`show`).
 
 Tables (under <results_dir>/<profile>/tables/, rewritten each time):
-- ``setup.md``: profile, budget per problem, seeds, machine, devices, torch (`cpikan.study.budget`)
+- ``setup.md``: profile, budget per problem, seeds, machine, devices, torch (`cpikan.study.budget`),
+  and how the verdicts hold the error of the whole table (`cpikan.study.verdicts.METHOD`, with the
+  level of each metric's intervals)
 - ``verdicts.csv|md``: per (ablation, problem, variant) the paired ratios, intervals and verdicts
+  (the CSV also the p-values and the unadjusted intervals)
 - ``recommended.csv|md``: the settings the verdicts support, as ``cpikan run --set`` arguments
 - ``<problem>.csv|md``: the headline of each problem; ``timing.csv|md``; ``time_to_reach.csv|md``
 - ``runs.csv``: every run file with its status and metrics
@@ -26,19 +29,24 @@ from cpikan.study import figures, published
 from cpikan.study.budget import CAVEAT
 from cpikan.study.parameters import ReportParameters
 from cpikan.study.report import Report, gather, readable
-from cpikan.study.verdicts import BETTER, NOTHING, RESOLUTION, TIME_RESOLUTION
+from cpikan.study.verdicts import (ACCURACY, BETTER, COSTS, METHOD, NOTHING, ONE_PHASE, TIME_RESOLUTION,
+                                    error_control)
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:0.85em;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px}
 th{background:#f3f3f3}code{background:#f3f3f3;padding:0 3px}"""
 VERDICT_RULE = ("Per ablation, problem and variant: the ratio of the geometric-mean metric, variant over baseline, "
-                "paired by seed, with a 95 % Student-t interval on the per-seed log ratios; the time and memory "
+                "paired by seed, with a Student-t interval on the per-seed log ratios; rel_l2 is judged after the "
+                "Adam phase (on the history's evaluation subset) and at the end of the run (after L-BFGS; the full "
+                f"evaluation set); where no run had an L-BFGS phase, once ({ONE_PHASE}). The time and memory "
                 f"intervals are widened by the machine's resolution, a factor {TIME_RESOLUTION} at each end (jitter "
-                "that pairing seeds does not remove). Verdict: better or worse "
-                "when the whole interval lies below or above 1, failed when a run failed, otherwise no detectable "
-                "difference (always so with one seed).")
-RECOMMEND_RULE = ("Only a variant judged better on the ablation's goal is recommended (for a time or memory goal, "
-                  "its rel_l2 must also not be worse); the setting is what `cpikan run` accepts.")
+                "that pairing seeds does not remove). The printed interval is adjusted for the number of rows "
+                "(its level per metric is in the setup section): the verdict is better or worse when it lies wholly "
+                "below or above 1, failed when a run failed, otherwise no detectable difference (always so with one "
+                "seed).")
+RECOMMEND_RULE = ("Only a variant judged better on the ablation's goal is recommended, per phase (after Adam, end of "
+                  "run); for a time or memory goal, its rel_l2 must also not be worse at either phase. The setting "
+                  "is what `cpikan run` accepts.")
 
 REACH_RULE = ("Median over seeds and min–max band. Time to reach: per seed, the first training time at which a "
               "variant's rel_l2 is at or below the baseline's final one (same seed); the median over seeds, a seed "
@@ -53,12 +61,13 @@ def sections(report: Report) -> list[Section]:
         return [("No runs", [f"No run files under {report.folder}/runs: run `cpikan study run --profile "
                              f"{report.profile}` first."])]
     judged, rec = report.verdicts, report.recommended
-    accuracy = figures.forest(judged, "rel_l2", title="Accuracy: paired-seed ratio of rel_l2, variant / baseline")
-    costs = figures.forest(judged, [m for m in RESOLUTION if m != "rel_l2"],
-                           title="Cost: paired-seed ratios, variant / baseline")
+    accuracy = figures.forest(judged, ACCURACY, title="Accuracy: paired-seed ratio of rel_l2 after Adam and at "
+                                                      "the end of the run, variant / baseline")
+    costs = figures.forest(judged, COSTS, title="Cost: paired-seed ratios, variant / baseline")
     nothing = [] if (rec.recommended != NOTHING).any() else [f"Nothing is {BETTER} than the baseline at this budget."]
     out: list[Section] = [
-        ("Setup", [pd.DataFrame(report.budget.facts(), columns=["setup", "value"]), report.budget.problems, CAVEAT]),
+        ("Setup", [pd.DataFrame(report.budget.facts(), columns=["setup", "value"]), report.budget.problems, CAVEAT,
+                   METHOD, error_control(judged)]),
         ("Verdicts", [VERDICT_RULE, accuracy if len(judged) else "No variant beside a baseline.", judged]),
         ("Recommended settings", [RECOMMEND_RULE, rec, *nothing]),
     ]
@@ -104,7 +113,8 @@ def write_tables(report: Report) -> Path:
     for name, table in named.items():
         table.to_csv(folder / f"{name}.csv", index=False)
         (folder / f"{name}.md").write_text(_markdown(table) + "\n")
-    (folder / "setup.md").write_text(report.budget.markdown() + "\n")
+    control = error_control(report.verdicts).to_markdown(index=False, disable_numparse=True)
+    (folder / "setup.md").write_text("\n\n".join([report.budget.markdown(), METHOD, control]) + "\n")
     report.runs_table.to_csv(folder / "runs.csv", index=False)
     return folder
 

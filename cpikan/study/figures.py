@@ -25,7 +25,7 @@ from cpikan.study.published import compare
 from cpikan.study.registry import BASELINE, variant_label
 from cpikan.study.reproductions import Reproduction
 from cpikan.study.store import StudyRun
-from cpikan.study.verdicts import LABELS
+from cpikan.study.verdicts import ACCURACY, LABELS
 
 MAX_POINTS = 1000  # per curve; longer histories are thinned evenly
 PALETTE = qualitative.Plotly + qualitative.Dark24
@@ -211,13 +211,16 @@ VERDICT_COLORS = {"better": "#2ca02c", "worse": "#d62728", "no detectable differ
                   "failed": "#000000"}
 
 
-def forest(table: pd.DataFrame, metrics: str | Sequence[str] = "rel_l2", title: str | None = None) -> go.Figure:
+def forest(table: pd.DataFrame, metrics: str | Sequence[str] = ACCURACY, title: str | None = None) -> go.Figure:
     """Forest plot of a verdicts table (`cpikan.study.verdicts.verdicts`): one row per variant x
     problem, grouped by `group` when the table has that column (e.g. the stage), and one panel per
-    metric: the paired ratio variant / baseline with its 95 % interval on a log axis, a line at 1,
-    coloured by verdict. Left of the line is lower (better) than the baseline. A one-seed
-    interval, (0, inf), is drawn as a long bar; a failed row has no marker."""
+    metric (by default rel_l2 after Adam and at the end of the run): the paired ratio variant /
+    baseline with its printed (adjusted) interval on a log axis, a line at 1, coloured by verdict.
+    Left of the line is lower (better) than the baseline. A one-seed interval, (0, inf), is drawn as
+    a long bar; a failed or unjudged row has no marker, and a metric no row has a ratio for (e.g.
+    rel_l2 after Adam where no run had an L-BFGS phase) no panel, unless it is the only one."""
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    metrics = [m for m in metrics if table[f"{m}_ratio"].notna().any()] or metrics[:1]
     rows = table.iloc[::-1]  # plotly draws the first category at the bottom
     labels = [f"{r.ablation}/{r.variant} · {r.problem}" for r in rows.itertuples()]
     if "group" in rows:
@@ -237,13 +240,14 @@ def forest(table: pd.DataFrame, metrics: str | Sequence[str] = "rel_l2", title: 
                 legendgroup=verdict, showlegend=verdict not in {t.name for t in fig.data},
                 marker=dict(color=color, size=9),
                 error_x=dict(type="data", symmetric=False, array=finite_high - ratio, arrayminus=ratio - finite_low),
-                customdata=sub[["seeds"]],
-                hovertemplate=f"{metric} ratio %{{x:.3g}}<br>seeds %{{customdata[0]}}<extra></extra>"), row=1, col=col)
+                customdata=sub[["seeds", f"{metric}_p"]],
+                hovertemplate=f"{LABELS.get(metric, metric)} ratio %{{x:.3g}}<br>seeds %{{customdata[0]}}"
+                              "<br>p %{customdata[1]:.2g}<extra></extra>"), row=1, col=col)
         fig.add_vline(x=1.0, line_dash="dash", line_color="#444", row=1, col=col)
         fig.update_xaxes(title_text=f"{LABELS.get(metric, metric)} ratio", row=1, col=col)
     fig.update_xaxes(type="log")
     fig.update_yaxes(categoryorder="array", categoryarray=labels)
-    fig.update_layout(title=title or "paired-seed ratios, variant / baseline (geometric mean, 95 % interval)",
+    fig.update_layout(title=title or "paired-seed ratios, variant / baseline (geometric mean, adjusted interval)",
                       height=max(300, 26 * len(labels) + 140), legend_title_text="verdict")
     return fig
 
