@@ -10,6 +10,7 @@ import pytest
 from cpikan.runs import RunResult
 from cpikan.study import figures, timeline
 from cpikan.study.store import StudyRun
+from cpikan.study.verdicts import paired_ratio
 
 # Adam rows, then L-BFGS rows; rel_l2 every other row (None: not evaluated there).
 PHASE = ["adam"] * 4 + ["lbfgs"] * 2
@@ -48,10 +49,11 @@ def test_time_to_reach_pairs_seeds_with_the_baseline_final_error(runs):
     fast = table.loc["patience_200"]
     assert (fast.seeds, fast.reached) == (3, 3)
     assert fast.target_rel_l2 == pytest.approx(0.2)  # median of 0.1 x (1, 2, 3)
-    assert (fast.baseline_time_s, fast.time_s, fast.speedup) == (6.0, 2.5, pytest.approx(2.4))
+    assert (fast.baseline_time_s, fast.time_s) == (6.0, 2.5)
+    assert (fast.time_ratio, fast.time_low, fast.time_high) == (pytest.approx(2.5 / 6),) * 3  # the same on each seed
     assert len(fast.run_files.split(";")) == 6
     slow = table.loc["patience_1000"]
-    assert (slow.reached, slow.time_s) == (0, math.inf) and math.isnan(slow.speedup)
+    assert (slow.reached, slow.time_s) == (0, math.inf) and math.isnan(slow.time_ratio) and math.isnan(slow.time_low)
     assert list(table.index) == ["patience_200", "patience_1000"]
 
 
@@ -61,6 +63,22 @@ def test_time_to_reach_is_never_when_most_seeds_never_get_there(runs):
               *(_run("patience_1000", s, *CURVES["patience_1000"], 1 + s) for s in (1, 2))]
     row = timeline.time_to_reach(mixed).set_index("variant").loc["patience_1000"]
     assert (row.reached, row.time_s) == (1, math.inf)
+    assert (row.time_ratio, row.time_low, row.time_high) == (pytest.approx(2.5 / 6), 0.0, math.inf)  # one seed
+
+
+def test_the_time_ratio_is_the_paired_geometric_mean_over_the_seeds_that_got_there(runs):
+    """Seed s of `uneven` reaches its target at time 1 + s (at 0.5 (1 + s) on seed 2, which never
+    does): the ratio and its interval are `paired_ratio`'s over seeds 0 and 1 against the
+    baseline's 6 s."""
+    errors = [1.0, None, 1.0, None, 0.05, 0.05]
+    uneven = [_run("uneven", s, [0.5, 0.5 + s / 2, 0.5 + s, 0.75 + s, 1 + s, 10], errors, 1 + s) for s in (0, 1)]
+    uneven.append(_run("uneven", 2, [1, 2, 3, 4, 5, 6], [1.0, None, 1.0, None, 1.0, 1.0], 3))
+    row = timeline.time_to_reach([*runs, *uneven]).set_index("variant").loc["uneven"]
+    expected = paired_ratio([6.0, 6.0], [1.0, 2.0])
+    assert (row.seeds, row.reached) == (3, 2)
+    assert (row.time_ratio, row.time_low, row.time_high) == (pytest.approx(expected.ratio),
+                                                             pytest.approx(expected.low), pytest.approx(expected.high))
+    assert row.time_ratio == pytest.approx(math.sqrt(2) / 6) and row.time_low < row.time_ratio < row.time_high
 
 
 def test_runs_without_error_history_have_no_time_to_reach():

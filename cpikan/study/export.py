@@ -50,7 +50,8 @@ RECOMMEND_RULE = ("Only a variant judged better on the ablation's goal is recomm
 
 REACH_RULE = ("Median over seeds and min–max band. Time to reach: per seed, the first training time at which a "
               "variant's rel_l2 is at or below the baseline's final one (same seed); the median over seeds, a seed "
-              "that never got there counting as never; speedup = the baseline's time to its final error over it.")
+              "that never got there counting as never; time ratio = the geometric mean over the seeds that got "
+              "there of variant / baseline time to that error, with its 95 % interval (below 1: sooner).")
 Section = tuple[str, list[Any]]  # heading, items: text paragraphs, tables (shown readable) and figures
 
 

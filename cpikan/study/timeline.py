@@ -1,5 +1,5 @@
 """Error against training time: each run's relative L2 error as training went on, and the time a
-variant takes to reach the baseline's final error (`time_to_reach`).
+variant takes to reach the baseline's final error, against the baseline's own (`time_to_reach`).
 
 The history of a run records, in both phases (Adam and L-BFGS), ``rel_l2`` on a fixed evaluation
 subset (None where not evaluated) and ``time_s``, the training wall time at that row with the
@@ -16,6 +16,7 @@ import pandas as pd
 
 from cpikan.study.registry import BASELINE
 from cpikan.study.store import StudyRun
+from cpikan.study.verdicts import paired_ratio
 
 NEVER = math.inf  # the time to reach an error a run never reached
 
@@ -52,11 +53,15 @@ def time_to_reach(runs: Sequence[StudyRun]) -> pd.DataFrame:
     against how long the baseline itself took to first get there. Only seeds where both arms have
     an error curve count; a variant with none has no row.
 
-    Columns: ablation, problem, variant, seeds (paired, with curves on both arms), reached
-    (seeds where the variant got there), target_rel_l2 (median over seeds of the baseline's final
-    error), baseline_time_s and time_s (medians over seeds, a seed that never got there counting
-    as infinite: `NEVER` when most did not), speedup = baseline_time_s / time_s (NaN when never),
-    run_files.
+    The ratio: on each seed where the variant reached the target (the baseline always reaches its
+    own final error), time variant / baseline; their geometric mean with its 95 % Student t interval
+    on the log ratios (`cpikan.study.verdicts.paired_ratio`; below 1: the variant gets there sooner).
+
+    Columns: ablation, problem, variant, seeds (paired, with curves on both arms), reached (seeds
+    where the variant got there: those the ratio is over), target_rel_l2 (median over seeds of the
+    baseline's final error), baseline_time_s and time_s (medians over seeds, a seed that never got
+    there counting as infinite: `NEVER` when most did not), time_ratio, time_low, time_high (NaN when
+    no seed reached; (0, inf) with one), run_files.
     """
     by_key = {(r.ablation, r.problem, r.variant, r.seed): r for r in runs}
     arms: dict[tuple[str, str, str], list[StudyRun]] = {}
@@ -77,10 +82,13 @@ def time_to_reach(runs: Sequence[StudyRun]) -> pd.DataFrame:
             files += [str(r.path), str(base.path)]
         if not times:
             continue
-        base_time, time = float(np.median(base_times)), float(np.median(times))
+        reached = [(b, t) for b, t in zip(base_times, times) if t < NEVER]
+        ratio = paired_ratio(*zip(*reached)) if reached else None
         rows.append({"ablation": ablation, "problem": problem, "variant": variant, "seeds": len(times),
-                     "reached": sum(t < NEVER for t in times), "target_rel_l2": float(np.median(targets)),
-                     "baseline_time_s": base_time, "time_s": time,
-                     "speedup": base_time / time if time < NEVER else math.nan, "run_files": ";".join(files)})
+                     "reached": len(reached), "target_rel_l2": float(np.median(targets)),
+                     "baseline_time_s": float(np.median(base_times)), "time_s": float(np.median(times)),
+                     "time_ratio": ratio.ratio if ratio else math.nan, "time_low": ratio.low if ratio else math.nan,
+                     "time_high": ratio.high if ratio else math.nan, "run_files": ";".join(files)})
     return pd.DataFrame(rows, columns=["ablation", "problem", "variant", "seeds", "reached", "target_rel_l2",
-                                       "baseline_time_s", "time_s", "speedup", "run_files"])
+                                       "baseline_time_s", "time_s", "time_ratio", "time_low", "time_high",
+                                       "run_files"])
