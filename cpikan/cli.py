@@ -50,7 +50,14 @@ def _cmd_study(args: argparse.Namespace) -> int:
         raise ConfigError(f"`cpikan study` needs the study extra ({err.name} is missing): "
                           "pip install 'cpikan[study]'") from None
 
-    if args.action == "render":
+    if args.action != "compare" and args.folders:
+        raise ConfigError(f"`cpikan study {args.action}` takes no folders (only compare does)")
+    if args.action == "compare":
+        if len(args.folders) != 2:
+            raise ConfigError("`cpikan study compare` takes two profile folders, e.g. reports/quick other/quick")
+        a, b = args.folders
+        print(f"A: {a}\nB: {b}\n{study.format_comparison(study.compare_studies(a, b))}")
+    elif args.action == "render":
         print("\n".join(study.render_notebooks(only=args.only.split(",") if args.only else None,
                                                 execute=args.execute)))
     elif args.action == "reproduce":
@@ -93,8 +100,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("keys", help="list config keys, defaults and choices").set_defaults(func=_cmd_keys)
 
     s = sub.add_parser("study", help="run the ablation notebooks, build the report, run the reproduction notebooks "
-                                     "(and write their table), or render the notebooks")
-    s.add_argument("action", choices=("run", "report", "reproduce", "render"))
+                                     "(and write their table), render the notebooks, or compare two studies' verdicts")
+    s.add_argument("action", choices=("run", "report", "reproduce", "render", "compare"))
+    s.add_argument("folders", nargs="*", metavar="FOLDER",
+                   help="compare: two profile folders (<results root>/<profile>, each holding runs/)")
     s.add_argument("--profile", default="quick", choices=PROFILES)
     s.add_argument("--only", help="comma-separated ablation (run, render) or reproduction (reproduce, render) names")
     s.add_argument("--seeds", type=int, help="seeds per run (default: the profile's)")
