@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 from cpikan.config import ConfigError, RunConfig
 from cpikan.problems import Box, Dirichlet, Initial, Observations, Periodic, Problem
-from cpikan.runs import RunResult, run
+from cpikan.runs import RunResult, run, run_seeds
 
 __all__ = ["Box", "ConfigError", "Dirichlet", "Initial", "Observations", "Periodic", "Problem", "RunConfig",
-           "RunResult", "run", "__version__"]
+           "RunResult", "run", "run_seeds", "__version__"]

@@ -63,11 +63,11 @@ def _cmd_study(args: argparse.Namespace) -> int:
     elif args.action == "reproduce":
         study.run_reproductions(profile=args.profile, only=args.only.split(",") if args.only else None,
                                 seeds=args.seeds, jobs=args.jobs, executor=args.executor, address=args.address,
-                                root=args.root)
+                                root=args.root, first_seed=args.first_seed)
     elif args.action == "run":
         study.run_study(profile=args.profile, only=args.only.split(",") if args.only else None,
                         seeds=args.seeds, jobs=args.jobs, executor=args.executor, address=args.address,
-                        root=args.root)
+                        root=args.root, first_seed=args.first_seed)
     else:
         path = study.build_report(profile=args.profile, root=args.root)
         print(f"report: {path}")
@@ -106,7 +106,8 @@ def parser() -> argparse.ArgumentParser:
                    help="compare: two profile folders (<results root>/<profile>, each holding runs/)")
     s.add_argument("--profile", default="quick", choices=PROFILES)
     s.add_argument("--only", help="comma-separated ablation (run, render) or reproduction (reproduce, render) names")
-    s.add_argument("--seeds", type=int, help="seeds per run (default: the profile's)")
+    s.add_argument("--seeds", type=int, help="seeds per arm, trained as one batched run (default: the profile's)")
+    s.add_argument("--first-seed", type=int, default=0, help="the seeds are first, first + 1, ... (default 0)")
     s.add_argument("--jobs", type=int, default=1, help="notebooks executed at once")
     s.add_argument("--executor", default="local", choices=("local", "dask"))
     s.add_argument("--address", help="Dask scheduler address (with --executor dask)")

@@ -110,7 +110,8 @@ class TrainConfig:
     monitor_every: int = _field(10, "epochs between evaluations of train.monitor (when something watches it)",
                                 rule=POSITIVE)
     compile: bool = _field(False, "wrap the training step in torch.compile (taylor engine only)")
-    log_every: int = _field(1, "record history every this many epochs", rule=POSITIVE)
+    log_every: int = _field(10, "record history every this many epochs (and on every scored epoch); the training "
+                            "loop reads its values back from the device only then", rule=POSITIVE)
     eval_every: int = _field(10, "Adam epochs, and L-BFGS iterations, between scorings of the history's rel_l2 on the "
                              "evaluation subset (each phase's last row is scored too); the scoring's time is left "
                              "out of every training time", rule=POSITIVE)

@@ -18,116 +18,139 @@ import torch
 
 from cpikan.config import ConfigError
 from cpikan.derivatives import ENGINES, Derivatives, Plan, TaylorDerivatives, discover_plan
+from cpikan.optim import MemberAdam
 from cpikan.problems.base import Dirichlet, Initial, Periodic, Problem
-from cpikan.sampling import ConditionPoints, PointSets
+from cpikan.sampling import PointSets
 
 
 class PhysicsLoss:
-    """Evaluates each loss term of `problem` for network `net` with derivative `engine`.
+    """Evaluates each loss term of `problem` for the S members of network `net` with derivative `engine`.
 
     `params` holds the problem's constants and trainable unknowns (see `ProblemParameters`).
-    With ``engine="taylor"`` the loss learns at construction what the residual reads (one
-    evaluation on three points, `cpikan.derivatives.discover_plan`) and what each periodic condition
-    reads (u and u_x[axis]), so every evaluation is a single forward pass carrying only that.
+    Interior, condition and observation points go through the network in one pass (the engine
+    carries the derivatives for all of them; the terms then read their own points from it). With
+    ``engine="taylor"`` the loss learns at construction what the residual reads (one evaluation on
+    three points, `cpikan.derivatives.discover_plan`) and what each periodic condition reads (u
+    and u_x[axis]), so every evaluation is a single forward pass carrying only that.
     """
 
     def __init__(self, problem: Problem, net: torch.nn.Module, engine: str, params: "ProblemParameters") -> None:
         self.problem, self.net, self.engine, self.params = problem, net, engine, params
-        self._plans: dict | None = None
+        self.members = net.members
+        self._plan: Plan | None = None
         if engine == "taylor" and problem.output is not None:
             raise ConfigError(f"derivatives='taylor' cannot differentiate problem {problem.name!r}: its output "
                               "transform (Problem.output, a hard constraint) is a Python function of x and the "
                               "network value, which the taylor engine's layer-by-layer propagation cannot pass "
                               "through; use derivatives=autograd")
         if engine == "taylor":
-            self._plans = {"pde": discover_plan(problem.residual, net, problem.box.lo, problem.box.hi,
-                                                params.as_dict(), problem.lap_axes)}
+            self._plan = discover_plan(problem.residual, net, problem.box.lo, problem.box.hi,
+                                       params.as_dict(), problem.lap_axes)
             for c in problem.conditions:
                 if isinstance(c, Periodic):
-                    plan = self._plans.setdefault(("periodic", c.axis), Plan(problem.dim, problem.lap_axes))
-                    plan.request(("first", c.axis))
+                    self._plan.request(("first", c.axis))
 
-    def _derivatives(self, x: torch.Tensor, site: object) -> Derivatives:
-        """The accessor at points x; `site` names the cached taylor plan ("pde", ("periodic", axis))."""
-        if self._plans is None:
+    def _derivatives(self, x: torch.Tensor) -> Derivatives:
+        """The accessor at points x (S n, d)."""
+        if self._plan is None:
             return ENGINES[self.engine](self.net, x, self.params.as_dict(), self.problem.lap_axes)
-        return TaylorDerivatives(self.net, x, self.params.as_dict(), self.problem.lap_axes, self._plans[site])
+        return TaylorDerivatives(self.net, x, self.params.as_dict(), self.problem.lap_axes, self._plan)
 
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        """PDE residual at points x (N, d); shape (N,)."""
-        d = self._derivatives(x, "pde")
+    def _residual(self, d: Derivatives) -> torch.Tensor:
         r = self.problem.residual(d, d.x)
-        if r.shape != (x.shape[0],):
+        if r.shape != (d.x.shape[0],):
             raise ValueError(f"residual of problem {self.problem.name!r} returned shape {tuple(r.shape)}; "
-                             f"expected ({x.shape[0]},): return one value per point")
+                             f"expected ({d.x.shape[0]},): return one value per point")
         return r
 
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """PDE residual at each member's points x (S, n, d); shape (S, n)."""
+        return self._residual(self._derivatives(x.reshape(-1, x.shape[-1]))).view(x.shape[:2])
+
     def residual_value(self, x: torch.Tensor) -> torch.Tensor:
-        """The PDE residual at points x, detached: what a monitor reads. The taylor engine
-        evaluates it without recording a graph (the same numbers at a fraction of the cost);
-        nested autograd needs the graph for its derivatives."""
-        with torch.no_grad() if self._plans is not None else contextlib.nullcontext():
+        """The PDE residual at points x (S, n, d), detached: what a monitor or a sampler reads. The
+        taylor engine evaluates it without recording a graph (the same numbers at a fraction of the
+        cost); nested autograd needs the graph for its derivatives."""
+        with torch.no_grad() if self._plan is not None else contextlib.nullcontext():
             return self.residual(x).detach()
 
-    def condition_residual(self, cp: ConditionPoints) -> torch.Tensor:
-        c = cp.condition
-        if isinstance(c, (Dirichlet, Initial)):
-            return self.net(cp.x) - c.value(cp.x)
-        if isinstance(c, Periodic):
-            both = torch.cat([cp.x, cp.pair])
-            d = self._derivatives(both, ("periodic", c.axis))
-            n = cp.x.shape[0]
-            u, u_a = d.u, d.u_x[c.axis]
-            return torch.cat([u[:n] - u[n:], u_a[:n] - u_a[n:]])
-        raise TypeError(f"unknown condition type {type(c).__name__}")
-
-    def terms(self, points: PointSets, pde_x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Mean squared residual per term; `pde_x` replaces the interior points (a mini-batch)."""
-        out = {"pde": _mse(self.residual(points.pde if pde_x is None else pde_x))}
-        by_term: dict[str, list[torch.Tensor]] = {}
+    def terms(self, points: PointSets, pde_x: torch.Tensor | None = None,
+              boundary: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Mean squared residual per term and member, each (S,); `pde_x` (S, n, d) replaces the
+        interior points (a mini-batch), `boundary` is ``points.boundary()`` when the caller keeps it."""
+        pde_x = points.pde if pde_x is None else pde_x
+        boundary = points.boundary() if boundary is None else boundary
+        s, n_pde, dim = pde_x.shape
+        every = torch.cat([pde_x, boundary], dim=1) if boundary.shape[1] else pde_x
+        d = self._derivatives(every.reshape(-1, dim))
+        interior = d.part(0, n_pde, pde_x.reshape(-1, dim), self.params.as_dict())
+        out = {"pde": _mse(self._residual(interior).view(s, n_pde))}
+        u = d.u.view(s, -1)
+        at, by_term = n_pde, {}
         for cp in points.conditions:
-            by_term.setdefault(cp.condition.term, []).append(self.condition_residual(cp))
+            n = cp.x.shape[1]
+            if cp.pair is None:
+                residual = u[:, at:at + n] - cp.target
+            else:
+                u_a = d.u_x[cp.condition.axis].view(s, -1)
+                lo, hi = slice(at, at + n), slice(at + n, at + 2 * n)
+                residual = torch.cat([u[:, lo] - u[:, hi], u_a[:, lo] - u_a[:, hi]], dim=1)
+            at += n if cp.pair is None else 2 * n
+            by_term.setdefault(cp.condition.term, []).append(residual)
         for term, parts in by_term.items():
-            out[term] = _mse(torch.cat(parts))
+            out[term] = _mse(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
         if points.data_x is not None:
-            out["data"] = _mse(self.net(points.data_x) - points.data_u)
+            out["data"] = _mse(u[:, at:] - points.data_u)
         return out
 
 
 class ProblemParameters(torch.nn.Module):
-    """Trainable unknowns (parameters) and constants (buffers) of a problem, as 0-d tensors."""
+    """Trainable unknowns of S members, one row each in one parameter `flat` (S, U) (column j: the
+    j-th unknown), and constants (0-d buffers)."""
 
-    def __init__(self, unknowns: Mapping[str, float], constants: Mapping[str, float]) -> None:
+    def __init__(self, unknowns: Mapping[str, float], constants: Mapping[str, float], members: int = 1) -> None:
         super().__init__()
-        self.unknowns = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.tensor(float(v)))
-                                                for k, v in unknowns.items()})
+        self.names = tuple(unknowns)
+        start = torch.tensor([float(v) for v in unknowns.values()], dtype=torch.float32)
+        self.flat = torch.nn.Parameter(start.expand(members, -1).clone())
         for name, value in constants.items():
             self.register_buffer(f"const_{name}", torch.tensor(float(value)))
         self._constants = tuple(constants)
 
     def as_dict(self) -> dict[str, torch.Tensor]:
-        return {**{k: getattr(self, f"const_{k}") for k in self._constants}, **dict(self.unknowns.items())}
+        """Constants (0-d) and unknowns ((S,), one value per member)."""
+        return {**{k: getattr(self, f"const_{k}") for k in self._constants},
+                **{k: self.flat[:, j] for j, k in enumerate(self.names)}}
 
 
 def _mse(r: torch.Tensor) -> torch.Tensor:
-    return r.float().square().mean() if r.dtype in (torch.float16, torch.bfloat16) else r.square().mean()
+    """Mean square per member of r (S, n): (S,); in float32 at least (for autocast's half types)."""
+    return (r.float() if r.dtype in (torch.float16, torch.bfloat16) else r).square().mean(dim=1)
 
 
 class FixedWeights:
     """``loss.balancing = "fixed"``: the configured weights w_t, never changed.
 
-    The base of every balancer. The trainer reads `weights` (term -> float) at every step and
-    calls `update` once per optimizer step, before backward. `skipped` counts the updates that
-    left some weight unchanged because its statistic was not finite (for instance a term with
-    no gradient on the weight matrices); runs record it as ``balancing_skipped``.
+    The base of every balancer, for S members. The trainer reads `weights` (term -> (S,), each
+    member's weight) at every step and calls `update` once per optimizer step, before backward.
+    `skipped` (S,) counts per member the updates that left some weight unchanged because its
+    statistic was not finite (for instance a term with no gradient on the weight matrices); runs
+    record it as ``balancing_skipped``.
+
+    Args:
+        weights: initial weight per term (the configured ones).
+        like: the network's weights `cpikan.models.Network.flat` (S, P): members, device, dtype.
+        matrices: the columns of `like` holding each weight matrix (`weight_matrices`).
     """
 
-    def __init__(self, weights: Mapping[str, float]) -> None:
-        self.weights = {t: float(w) for t, w in weights.items()}
-        self.skipped = 0
+    def __init__(self, weights: Mapping[str, float], like: torch.Tensor, matrices: list[slice]) -> None:
+        self.weights = {t: like.new_full(like.shape[:1], float(w)).detach() for t, w in weights.items()}
+        self.skipped = torch.zeros(like.shape[0], dtype=torch.long, device=like.device)
+        self.matrices = matrices
 
     def update(self, epoch: int, terms: Mapping[str, torch.Tensor], params: list[torch.nn.Parameter]) -> None:
-        """Called once per step before backward, with the graph of each term intact."""
+        """Called once per step before backward, with the graph of each term (S,) intact;
+        ``params[0]`` is the network's `flat`."""
         return None
 
 
@@ -160,33 +183,35 @@ class LearningRateAnnealing(FixedWeights):
     boundary gradient vanishes (on Helmholtz it passed 1e9 within 3,000 steps).
     One more, harmless, difference: the code measures after the optimizer step of an updating
     iteration, on the same batch; we measure on the step's own terms, before its backward.
+    Every member updates its own weights from its own gradients.
 
     Args:
-        weights: initial weight per term (the configured ones).
+        weights, like, matrices: as for `FixedWeights`.
         keep: fraction of the old weight kept at an update, in [0, 1) (the code's 0.9).
         every: optimizer steps between updates (the code's 10; steps, not epochs: mini-batches count).
     """
 
-    def __init__(self, weights: Mapping[str, float], keep: float, every: int) -> None:
-        super().__init__(weights)
+    def __init__(self, weights: Mapping[str, float], like: torch.Tensor, matrices: list[slice], keep: float,
+                 every: int) -> None:
+        super().__init__(weights, like, matrices)
         self.keep, self.every, self.steps = keep, every, 0
 
     def update(self, epoch: int, terms: Mapping[str, torch.Tensor], params: list[torch.nn.Parameter]) -> None:
         step, self.steps = self.steps, self.steps + 1
         if step % self.every:
             return
-        matrices = weight_matrices(params)
-        top = max(g.abs().max() for g in _grads(self.weights["pde"] * terms["pde"], matrices))
-        refused = False
+        g = _grad(self.weights["pde"] * terms["pde"], params[0])
+        top = torch.stack([g[:, c].abs().amax(dim=1) for c in self.matrices]).amax(dim=0)
+        refused = torch.zeros_like(self.skipped, dtype=torch.bool)
         for term, value in terms.items():
             if term == "pde":
                 continue
-            mean = torch.stack([g.abs().mean() for g in _grads(self.weights[term] * value, matrices)]).mean()
-            new = (1 - self.keep) * float(top / mean) + self.keep * self.weights[term]
-            if math.isfinite(new) and new > 0:
-                self.weights[term] = new
-            else:
-                refused = True
+            g = _grad(self.weights[term] * value, params[0])
+            mean = torch.stack([g[:, c].abs().mean(dim=1) for c in self.matrices]).mean(dim=0)
+            new = (1 - self.keep) * (top / mean) + self.keep * self.weights[term]
+            ok = torch.isfinite(new) & (new > 0)
+            self.weights[term] = torch.where(ok, new, self.weights[term]).detach()
+            refused |= ~ok
         self.skipped += refused
 
 
@@ -208,77 +233,87 @@ class GradNorm(FixedWeights):
     weight far below that size without crossing zero, so a weight that must fall by orders of
     magnitude stalls. A step on s = log w changes a weight by a factor (Adam: about exp(+-lr)
     per update), keeps it positive, and reaches any ratio of weights.
-    W is the weight matrix of the output layer (the last of `weight_matrices`): Chen et al.
+    W is the weight matrix of the output layer (the last of the weight matrices): Chen et al.
     take the last layer shared by all tasks, to keep the cost of T extra gradients low; in a
     PINN every layer is shared by every term, and the output layer is the last of them.
+    Every member has its own log-weights, statistics and Adam state; a member whose statistics are
+    not finite skips the update (counted in `skipped`).
 
     Args:
-        weights: initial weights; rescaled to sum to T at once (their ratios are kept).
+        weights, like, matrices: as for `FixedWeights`; the weights are rescaled to sum to T at
+            once (their ratios are kept).
         alpha: asymmetry >= 0; the larger, the harder terms that train slowly are pushed up.
         lr: Adam learning rate of the log-weights s.
         every: optimizer steps between updates.
     """
 
-    def __init__(self, weights: Mapping[str, float], alpha: float, lr: float, every: int) -> None:
-        super().__init__(weights)
-        self.terms = tuple(self.weights)
-        total_weight = sum(self.weights.values())
-        self.log_w = torch.tensor([math.log(len(self.terms) * self.weights[t] / total_weight) for t in self.terms],
-                                  dtype=torch.float64, requires_grad=True)
-        self.weights = dict(zip(self.terms, self.log_w.exp().tolist()))
-        self.optimizer = torch.optim.Adam([self.log_w], lr=lr)
-        self.alpha, self.every, self.steps = alpha, every, 0
+    def __init__(self, weights: Mapping[str, float], like: torch.Tensor, matrices: list[slice], alpha: float,
+                 lr: float, every: int) -> None:
+        super().__init__(weights, like, matrices)
+        self.terms = tuple(weights)
+        total_weight = sum(weights.values())
+        start = [math.log(len(self.terms) * weights[t] / total_weight) for t in self.terms]
+        self.log_w = torch.tensor(start, dtype=torch.float64, device=like.device).expand(like.shape[0], -1).clone()
+        self.log_w.requires_grad_(True)
+        self.optimizer = MemberAdam([self.log_w])
+        self.alpha, self.lr, self.every, self.steps = alpha, lr, every, 0
         self.initial: torch.Tensor | None = None
+        self._set_weights(like.dtype)
+
+    def _set_weights(self, dtype: torch.dtype) -> None:
+        w = self.log_w.detach().exp().to(dtype)
+        self.weights = {t: w[:, j] for j, t in enumerate(self.terms)}
 
     def update(self, epoch: int, terms: Mapping[str, torch.Tensor], params: list[torch.nn.Parameter]) -> None:
         step, self.steps = self.steps, self.steps + 1
         if step % self.every:
             return
-        output_layer = weight_matrices(params)[-1:]
-        norms = torch.stack([_grads(terms[t], output_layer)[0].norm() for t in self.terms]).double().cpu()
-        losses = torch.stack([terms[t].detach() for t in self.terms]).double().cpu()
+        output_layer = self.matrices[-1]
+        norms = torch.stack([_grad(terms[t], params[0])[:, output_layer].norm(dim=1) for t in self.terms], 1).double()
+        losses = torch.stack([terms[t].detach() for t in self.terms], 1).double()  # (S, T)
         if self.initial is None:
             self.initial = losses
         progress = losses / self.initial
-        gradient_norms = self.log_w.exp() * norms  # G_t
-        target = gradient_norms.detach().mean() * (progress / progress.mean()) ** self.alpha
-        if not (torch.isfinite(norms).all() and torch.isfinite(target).all()):
-            self.skipped += 1
-            return
-        self.optimizer.zero_grad()
-        (gradient_norms - target).abs().sum().backward()
-        self.optimizer.step()
+        with torch.enable_grad():
+            gradient_norms = self.log_w.exp() * norms  # G_t
+            target = gradient_norms.detach().mean(1, keepdim=True) * (progress / progress.mean(1, keepdim=True)) ** self.alpha
+            ok = torch.isfinite(norms).all(1) & torch.isfinite(target).all(1)
+            (self.log_w.grad,) = torch.autograd.grad((gradient_norms - target).abs().sum(), self.log_w)
+        self.skipped += ~ok
+        self.optimizer.step(self.lr, ok)
         with torch.no_grad():
-            self.log_w -= torch.logsumexp(self.log_w, 0) - math.log(len(self.terms))
-        self.weights = dict(zip(self.terms, self.log_w.exp().tolist()))
+            shift = torch.logsumexp(self.log_w, 1, keepdim=True) - math.log(len(self.terms))
+            self.log_w -= torch.where(ok[:, None], shift, 0.0)
+        self._set_weights(params[0].dtype)
 
 
-def weight_matrices(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
-    """The parameters with two or more axes, in order: what the balancers call weight matrices.
+def weight_matrices(net: torch.nn.Module) -> list[slice]:
+    """The columns of the network's `flat` holding its weight matrices, in layer order: what the
+    balancers call weight matrices.
 
-    For the MLPs these are the Linear weights (out, in); for the Chebyshev-KAN layers the
-    coefficient tensors C (out, in, K + 1): such a layer has no other parameter and is linear in
-    C, whose entries C[j, i, :] play the part of the weight W[j, i]. Left out, as the LRA code
-    leaves out its biases: Linear biases and LayerNorm gains and shifts (one axis) and the
-    unknowns of inverse problems (zero axes).
+    For the MLPs these are the Linear weights; for the Chebyshev-KAN layers the coefficient tensors
+    C (out, in, K + 1): such a layer has no other parameter and is linear in C, whose entries
+    C[j, i, :] play the part of the weight W[j, i]. Left out, as the LRA code leaves out its
+    biases: Linear biases, LayerNorm gains and shifts, and the unknowns of inverse problems.
     """
-    matrices = [p for p in params if p.dim() >= 2]
+    core = getattr(net, "net", net)  # under a hard constraint, the network inside it
+    matrices = core.columns("coeffs", "weight")
     if not matrices:
-        raise ValueError("loss balancing needs a weight matrix (a parameter with two or more axes); "
-                         f"got parameters of shapes {[tuple(p.shape) for p in params]}")
+        raise ValueError("loss balancing needs a weight matrix (a Chebyshev or linear layer); the network has none")
     return matrices
 
 
-def _grads(term: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
-    """grad of `term` w.r.t. each of `params` (zeros for one it does not use); the graph is kept."""
-    grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+def _grad(term: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """grad of the members' `term` (S,) w.r.t. the network's weights `flat` (S, P), member by member
+    (members share no weights, so the gradient of the sum is each member's own); the graph is kept."""
+    (grad,) = torch.autograd.grad(term.sum(), flat, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(flat) if grad is None else grad
 
 
-# loss.balancing -> its class, built as cls(weights, **params(cfg, "loss.balancing_params"))
+# loss.balancing -> its class, built as cls(weights, like, matrices, **params(cfg, "loss.balancing_params"))
 BALANCERS: dict[str, type[FixedWeights]] = {"fixed": FixedWeights, "gradnorm": GradNorm, "lra": LearningRateAnnealing}
 
 
-def total(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
-    """sum_t w_t L_t over the terms present."""
+def total(terms: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor | float]) -> torch.Tensor:
+    """sum_t w_t L_t over the terms present, per member: (S,) terms and weights give (S,)."""
     return sum(weights[t] * value for t, value in terms.items())

@@ -41,11 +41,26 @@ def max_abs_error(pred: np.ndarray, true: np.ndarray) -> float:
 
 @torch.no_grad()
 def predict(net: torch.nn.Module, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """Network values at numpy points x (M, d), in chunks; float64 numpy (M,)."""
+    """Values of a network of one member at numpy points x (M, d), in chunks; float64 numpy (M,)."""
+    return predict_members(net, torch.as_tensor(x), chunk)[0].double().cpu().numpy()
+
+
+@torch.no_grad()
+def predict_members(net: torch.nn.Module, x: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    """Values of each of the S members of `net` at the same points x (M, d): (S, M), in the
+    network's dtype, on its device; about `chunk` points a pass (all members together)."""
     p = next(net.parameters())
-    out = [net(torch.as_tensor(x[i:i + chunk]).to(p.device, p.dtype)).double().cpu().numpy()
-           for i in range(0, len(x), chunk)]
-    return np.concatenate(out)
+    members = net.members
+    step = max(1, chunk // members)
+    x = x.to(p.device, p.dtype)
+    return torch.cat([net(part.expand(members, -1, -1).reshape(-1, x.shape[1])).view(members, -1)
+                      for part in x.split(step)], dim=1)
+
+
+def relative_l2_members(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """||pred_m - true||_2 / ||true||_2 per member, in float64 on the device: (S, M), (M,) -> (S,)."""
+    true = true.to(pred.device, torch.float64)
+    return torch.linalg.vector_norm(pred.double() - true, dim=1) / torch.linalg.vector_norm(true)
 
 
 def reset_peak_memory(device: torch.device) -> None:

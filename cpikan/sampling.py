@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -45,39 +45,53 @@ def face_points(box: Box, axes: tuple[int, ...], n: int, gen: torch.Generator) -
 
 @dataclass
 class ConditionPoints:
-    """Points of one condition. `pair` holds the periodic partner points (same shape as `x`)."""
+    """Points of one condition for S members: `x` (S, n, d); `pair` the periodic partner points
+    (same shape); `target` the condition's values at `x` (S, n), for Dirichlet and initial data."""
 
     condition: Condition
     x: torch.Tensor
     pair: torch.Tensor | None = None
+    target: torch.Tensor | None = None
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "ConditionPoints":
-        pair = None if self.pair is None else self.pair.to(device, dtype)
-        return ConditionPoints(self.condition, self.x.to(device, dtype), pair)
+        cast = (lambda t: None if t is None else t.to(device, dtype))
+        return ConditionPoints(self.condition, cast(self.x), cast(self.pair), cast(self.target))
 
 
-def condition_points(problem: Problem, condition: Condition, n: int, gen: torch.Generator) -> ConditionPoints:
-    """Sample n points for `condition` (at least one)."""
+def condition_points(problem: Problem, condition: Condition, n: int, gens: Sequence[torch.Generator]) -> ConditionPoints:
+    """n points (at least one) for `condition`, for each member from its own generator; float64 on the CPU."""
     n = max(n, 1)
     box = problem.box
     if isinstance(condition, Dirichlet):
-        return ConditionPoints(condition, face_points(box, dirichlet_axes(problem, condition), n, gen))
+        x = _each(gens, lambda g: face_points(box, dirichlet_axes(problem, condition), n, g))
+        return ConditionPoints(condition, x, target=_values(condition, x))
     if isinstance(condition, Initial):
-        x = uniform_box(box, n, gen)
-        x[:, condition.axis] = box.lo[condition.axis]
-        return ConditionPoints(condition, x)
+        x = _each(gens, lambda g: uniform_box(box, n, g))
+        x[..., condition.axis] = box.lo[condition.axis]
+        return ConditionPoints(condition, x, target=_values(condition, x))
     if isinstance(condition, Periodic):
-        lo = uniform_box(box, n, gen)
-        lo[:, condition.axis] = box.lo[condition.axis]
+        lo = _each(gens, lambda g: uniform_box(box, n, g))
+        lo[..., condition.axis] = box.lo[condition.axis]
         hi = lo.clone()
-        hi[:, condition.axis] = box.hi[condition.axis]
+        hi[..., condition.axis] = box.hi[condition.axis]
         return ConditionPoints(condition, lo, hi)
     raise TypeError(f"unknown condition type {type(condition).__name__}")
 
 
+def _each(gens: Sequence[torch.Generator], draw: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor:
+    """`draw` once per member, each from its own generator, stacked: (S, ...)."""
+    return torch.stack([draw(g) for g in gens])
+
+
+def _values(condition: Dirichlet | Initial, x: torch.Tensor) -> torch.Tensor:
+    """The condition's value function at points x (S, n, d): (S, n)."""
+    return condition.value(x.reshape(-1, x.shape[-1])).reshape(x.shape[:2])
+
+
 @dataclass
 class PointSets:
-    """Everything a loss evaluation needs besides the network: interior and condition points."""
+    """Everything a loss evaluation needs besides the network, for S members: interior points
+    `pde` (S, N, d), condition points, and observations `data_x` (S, N_d, d), `data_u` (S, N_d)."""
 
     pde: torch.Tensor
     conditions: list[ConditionPoints]
@@ -91,67 +105,104 @@ class PointSets:
         return PointSets(cast(self.pde), [c.to(device, dtype) for c in self.conditions],
                          cast(self.data_x), cast(self.data_u))
 
+    def boundary(self) -> torch.Tensor:
+        """Every point but the interior ones, per member, in a fixed order: each condition's x (and
+        pair), then the observations; shape (S, n, d), n possibly 0. `cpikan.losses.PhysicsLoss`
+        evaluates them in one pass with the interior points."""
+        parts = [p for c in self.conditions for p in (c.x, c.pair) if p is not None]
+        if self.data_x is not None:
+            parts.append(self.data_x)
+        return torch.cat(parts, dim=1) if parts else self.pde[:, :0]
 
-def sample_points(problem: Problem, n_pde: int, n_bc: int, n_ic: int, gen: torch.Generator,
+
+def sample_points(problem: Problem, n_pde: int, n_bc: int, n_ic: int, gens: Sequence[torch.Generator],
                   device: torch.device, dtype: torch.dtype) -> PointSets:
-    """Fixed collocation set of the plain recipe, plus condition points and observations."""
-    pde = uniform_box(problem.box, n_pde, gen).to(device, dtype)
+    """Fixed collocation set of the plain recipe, plus condition points and observations, for one
+    member per generator: each member draws its interior, then its condition points in order, from
+    its own generator (the same points as a run of its seed alone)."""
+    per_member = [(uniform_box(problem.box, n_pde, g), g) for g in gens]
+    pde = torch.stack([x for x, _ in per_member]).to(device, dtype)
     counts = {"bc": n_bc, "ic": n_ic}
-    conditions = [condition_points(problem, c, counts[c.term], gen).to(device, dtype) for c in problem.conditions]
+    conditions = [condition_points(problem, c, counts[c.term], gens).to(device, dtype) for c in problem.conditions]
     data_x = data_u = None
     if problem.observations is not None:
-        data_x = torch.as_tensor(problem.observations.x).to(device, dtype)
-        data_u = torch.as_tensor(problem.observations.u).to(device, dtype)
+        members = len(gens)
+        data_x = torch.as_tensor(problem.observations.x).to(device, dtype).expand(members, -1, -1).contiguous()
+        data_u = torch.as_tensor(problem.observations.u).to(device, dtype).expand(members, -1).contiguous()
     return PointSets(pde, conditions, data_x, data_u)
 
 
-def minibatches(points: torch.Tensor, count: int, axis: int, gen: torch.Generator) -> list[torch.Tensor]:
-    """``mode = "minibatch"``: indices of a random permutation of the points cut into `count`
-    near-equal parts."""
-    return list(torch.tensor_split(torch.randperm(points.shape[0], generator=gen).to(points.device), count))
+def minibatches(points: torch.Tensor, count: int, axis: int, gens: Sequence[torch.Generator]) -> list[torch.Tensor]:
+    """``mode = "minibatch"``: per member, a random permutation of its points cut into `count`
+    near-equal parts; the index tensors (S, B_i) of the batches."""
+    order = _each(gens, lambda g: torch.randperm(points.shape[1], generator=g)).to(points.device)
+    return list(torch.tensor_split(order, count, dim=1))
 
 
-def patches(points: torch.Tensor, count: int, axis: int, gen: torch.Generator) -> list[torch.Tensor]:
-    """``mode = "patches"``: indices of `count` slabs along `axis`, cut at the points' quantiles
-    so each holds an equal share of the points (never an empty batch), in a random order."""
-    slabs = torch.tensor_split(points[:, axis].argsort(), count)
-    return [slabs[i] for i in torch.randperm(count, generator=gen)]
+def patches(points: torch.Tensor, count: int, axis: int, gens: Sequence[torch.Generator]) -> list[torch.Tensor]:
+    """``mode = "patches"``: per member, `count` slabs along `axis` cut at the points' quantiles,
+    visited in a random order; the index tensors (S, B_i) of the batches.
+
+    Batch i holds B_i points for every member (the sizes of cutting N into `count` near-equal
+    parts): member m's slabs are sized by where its order visits them, so its batch i is the slab
+    it visits i-th, and with N divisible by `count` every slab holds N / count points.
+    """
+    n = points.shape[1]
+    sizes = [len(part) for part in torch.tensor_split(torch.arange(n), count)]
+    by_coordinate = points[..., axis].argsort(dim=1)  # (S, N)
+    starts = []
+    for g in gens:
+        visit = torch.randperm(count, generator=g).tolist()  # visit[i]: the slab visited i-th
+        size_of = {slab: sizes[i] for i, slab in enumerate(visit)}
+        offsets = [0]
+        for slab in range(count):
+            offsets.append(offsets[-1] + size_of[slab])
+        starts.append([offsets[slab] for slab in visit])
+    first = torch.tensor(starts, device=points.device)  # (S, count)
+    return [by_coordinate.gather(1, first[:, i:i + 1] + torch.arange(size, device=points.device))
+            for i, size in enumerate(sizes)]
 
 
-# sampling.batches.mode -> how a cloud (N, d) is cut: the index tensors of the batches
+# sampling.batches.mode -> how each member's cloud (S, N, d) is cut: the index tensors (S, B_i) of the batches
 BATCHINGS = {"minibatch": minibatches, "patches": patches}
 
 
-class Collocation:
-    """Interior collocation: the current cloud `points` (N, d), cut into `count` batches per epoch.
+def gather_points(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """points[m, index[m]] for each member m: (S, N, d), (S, B) -> (S, B, d)."""
+    return points.gather(1, index[..., None].expand(-1, -1, points.shape[2]))
 
-    Contract with the trainer: `batches(epoch)` lists this epoch's mini-batches (every point of
-    the cloud exactly once); `refine(epoch, residual)` may change the cloud after the epoch and
-    returns what it did, or None. This base class never refines; with count=1 and no resample it
-    is the plain recipe: the same full set at every step.
+
+class Collocation:
+    """Interior collocation of S members: the current clouds `points` (S, N, d), cut into `count`
+    batches per epoch.
+
+    Contract with the trainer: `batches(epoch)` lists this epoch's mini-batches (S, B_i, d) (every
+    point of each member's cloud exactly once); `refine(epoch, residual)` may change the clouds
+    after the epoch and returns what it did per member, or None. This base class never refines;
+    with count=1 and no resample it is the plain recipe: the same full set at every step.
 
     Args:
-        points: initial interior points (N, d) on the run's device and dtype.
+        points: initial interior points (S, N, d) on the run's device and dtype.
         box: the domain, for fresh uniform points.
-        gen: seeded CPU generator (float64 draws) behind every random choice.
+        gens: per member a seeded CPU generator (float64 draws) behind every random choice.
         count: batches per epoch, 1 <= count <= N.
         mode: how the cloud is cut, a key of `BATCHINGS`: "minibatch" or "patches".
         resample: replace the cloud by a fresh draw (`redraw`) at the start of every epoch after the first.
     """
 
-    def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, count: int = 1,
+    def __init__(self, points: torch.Tensor, box: Box, gens: Sequence[torch.Generator], count: int = 1,
                  mode: str = "minibatch", resample: bool = False) -> None:
-        self.points, self.box, self.gen = points, box, gen
+        self.points, self.box, self.gens = points, box, list(gens)
         self.count, self.split, self.resample = count, BATCHINGS[mode], resample
-        self.n_base = points.shape[0]
+        self.n_base = points.shape[1]
         self.axis = max(range(box.dim), key=lambda a: box.hi[a] - box.lo[a])
 
     def uniform(self, n: int) -> torch.Tensor:
-        """n fresh uniform points in the box, on the cloud's device and dtype; shape (n, d)."""
-        return uniform_box(self.box, n, self.gen).to(self.points.device, self.points.dtype)
+        """n fresh uniform points in the box per member, on the cloud's device and dtype; shape (S, n, d)."""
+        return _each(self.gens, lambda g: uniform_box(self.box, n, g)).to(self.points.device, self.points.dtype)
 
     def redraw(self) -> torch.Tensor:
-        """The cloud `resample` draws: as many uniform points as the initial set."""
+        """The clouds `resample` draws: as many uniform points as the initial set."""
         return self.uniform(self.n_base)
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
@@ -159,9 +210,9 @@ class Collocation:
             self.points = self.redraw()
         if self.count == 1:
             return [self.points]
-        return [self.points[i] for i in self.split(self.points, self.count, self.axis, self.gen)]
+        return [gather_points(self.points, i) for i in self.split(self.points, self.count, self.axis, self.gens)]
 
-    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None:
+    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> list[dict] | None:
         return None
 
 
@@ -201,7 +252,7 @@ class ResidualRefinement(Collocation):
     high"). RAR-D, whose additions are drawn from the RAD density, is not offered.
 
     Args:
-        points, box, gen: as in `Collocation`; batching arguments as there.
+        points, box, gens: as in `Collocation`; batching arguments as there.
         epochs: Adam epochs of the run (places the refinements).
         rounds: number of refinements.
         candidates: fresh uniform points scored per round.
@@ -210,28 +261,29 @@ class ResidualRefinement(Collocation):
         start: epochs before the first refinement; None: as many as between two refinements.
     """
 
-    def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, *, epochs: int, rounds: int,
+    def __init__(self, points: torch.Tensor, box: Box, gens: Sequence[torch.Generator], *, epochs: int, rounds: int,
                  candidates: int, ratio: float, percentile: float, start: int | None = None,
                  **batching: Any) -> None:
-        super().__init__(points, box, gen, **batching)
+        super().__init__(points, box, gens, **batching)
         self.due = refinement_epochs(epochs, rounds, start)
         self.candidates, self.ratio, self.percentile = candidates, ratio, percentile
-        self.added = points[:0]
+        self.added = points[:, :0]
 
     def redraw(self) -> torch.Tensor:
-        return torch.cat([self.uniform(self.n_base), self.added])
+        return torch.cat([self.uniform(self.n_base), self.added], dim=1)
 
-    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None:
+    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> list[dict] | None:
         if epoch not in self.due:
             return None
         x = self.uniform(self.candidates)
-        r = _score(residual, x)
-        eligible = int((r.double() > torch.quantile(r.double(), self.percentile / 100)).sum())
+        r = _score(residual, x)  # (S, candidates)
+        above = torch.quantile(r.double(), self.percentile / 100, dim=1, keepdim=True)
+        eligible = int((r.double() > above).sum(1).min())
         n_add = min(round(self.ratio * self.n_base), eligible)
-        new = x[r.argsort(descending=True)[:n_add]]
-        self.added = torch.cat([self.added, new])
-        self.points = torch.cat([self.points, new])
-        return {"n_points": self.points.shape[0], "n_added": n_add, **_spread(r)}
+        new = gather_points(x, r.argsort(dim=1, descending=True)[:, :n_add])
+        self.added = torch.cat([self.added, new], dim=1)
+        self.points = torch.cat([self.points, new], dim=1)
+        return [{"n_points": self.points.shape[1], "n_added": n_add, **spread} for spread in _spread(r)]
 
 
 class ResidualDistribution(Collocation):
@@ -253,7 +305,7 @@ class ResidualDistribution(Collocation):
     without replacement, k = c = 1 as run there).
 
     Args:
-        points, box, gen: as in `Collocation`; batching arguments as there.
+        points, box, gens: as in `Collocation`; batching arguments as there.
         epochs: Adam epochs of the run (places the refinements).
         rounds: number of redistributions.
         candidates: fresh uniform points scored per round; at least N_0.
@@ -262,54 +314,64 @@ class ResidualDistribution(Collocation):
         start: epochs before the first redistribution; None: as many as between two of them.
     """
 
-    def __init__(self, points: torch.Tensor, box: Box, gen: torch.Generator, *, epochs: int, rounds: int,
+    def __init__(self, points: torch.Tensor, box: Box, gens: Sequence[torch.Generator], *, epochs: int, rounds: int,
                  candidates: int, k: float, c: float, start: int | None = None, **batching: Any) -> None:
-        super().__init__(points, box, gen, **batching)
+        super().__init__(points, box, gens, **batching)
         self.due = refinement_epochs(epochs, rounds, start)
         self.candidates, self.k, self.c = candidates, k, c
-        self.pool: torch.Tensor | None = None
-        self.prob: torch.Tensor | None = None
+        self.pool: list[torch.Tensor | None] = [None] * len(self.gens)  # per member its candidates (n, d)
+        self.prob: list[torch.Tensor | None] = [None] * len(self.gens)  # and their probabilities (n,), CPU
 
     def redraw(self) -> torch.Tensor:
-        if self.pool is None:
-            return super().redraw()
-        picks = torch.multinomial(self.prob, self.n_base, replacement=False, generator=self.gen)
-        return self.pool[picks.to(self.pool.device)]
+        """Per member: N_0 points drawn from its latest candidates and p, or uniform ones before its first."""
+        return torch.stack([self._draw(m) for m in range(len(self.gens))])
 
-    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None:
+    def _draw(self, m: int) -> torch.Tensor:
+        if self.pool[m] is None:
+            return uniform_box(self.box, self.n_base, self.gens[m]).to(self.points.device, self.points.dtype)
+        picks = torch.multinomial(self.prob[m], self.n_base, replacement=False, generator=self.gens[m])
+        return self.pool[m][picks.to(self.points.device)]
+
+    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> list[dict] | None:
         if epoch not in self.due:
             return None
         x = self.uniform(self.candidates)
         r = _score(residual, x)
         rk = r.double().cpu() ** self.k
-        prob = rk / rk.mean() + self.c
-        if torch.isfinite(prob).all() and int((prob > 0).sum()) >= self.n_base:
-            self.pool, self.prob = x, prob
-            self.points = self.redraw()
-        return {"n_points": self.points.shape[0], **_spread(r)}
+        prob = rk / rk.mean(dim=1, keepdim=True) + self.c
+        changed = torch.isfinite(prob).all(dim=1) & ((prob > 0).sum(dim=1) >= self.n_base)
+        clouds = list(self.points.unbind(0))
+        for m in torch.nonzero(changed).flatten().tolist():
+            self.pool[m], self.prob[m] = x[m], prob[m]
+            clouds[m] = self._draw(m)
+        self.points = torch.stack(clouds)
+        return [{"n_points": self.points.shape[1], **spread} for spread in _spread(r)]
 
 
 def _score(residual: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    """|r| at the points x (n, d), chunk by chunk so that one chunk's graph lives at a time; shape (n,)."""
-    return torch.cat([residual(part).detach().abs() for part in x.split(chunk)])
+    """|r| at the points x (S, n, d) of each member, chunk by chunk so that one chunk's graph lives at
+    a time; shape (S, n)."""
+    return torch.cat([residual(part).abs() for part in x.split(chunk, dim=1)], dim=1)
 
 
-def _spread(r: torch.Tensor) -> dict[str, float]:
-    """median, 90th percentile and max of |r| over the candidates."""
-    q = torch.quantile(r.double(), torch.tensor([0.5, 0.9], dtype=torch.float64, device=r.device))
-    return {"median": float(q[0]), "p90": float(q[1]), "max": float(r.max())}
+def _spread(r: torch.Tensor) -> list[dict[str, float]]:
+    """Per member, the median, 90th percentile and max of |r| over its candidates (r: (S, n))."""
+    q = torch.quantile(r.double(), torch.tensor([0.5, 0.9], dtype=torch.float64, device=r.device), dim=1)
+    rows = torch.stack([q[0], q[1], r.double().amax(dim=1)], dim=1).tolist()
+    return [{"median": a, "p90": b, "max": c} for a, b, c in rows]
 
 
-# sampling.adaptive -> its class, built as cls(points, box, gen, **batching params[, epochs=Adam epochs, **adaptive params])
+# sampling.adaptive -> its class, built as cls(points, box, gens, **batching params[, epochs=Adam epochs, **adaptive params])
 SAMPLERS = {"none": Collocation, "rar": ResidualRefinement, "rad": ResidualDistribution}
 
 
-def make_sampler(cfg: RunConfig, problem: Problem, points: torch.Tensor, gen: torch.Generator) -> Collocation:
+def make_sampler(cfg: RunConfig, problem: Problem, points: torch.Tensor,
+                 gens: Sequence[torch.Generator]) -> Collocation:
     """The collocation strategy for ``sampling.adaptive`` (+ ``sampling.adaptive_params``) and
-    ``sampling.batches``, starting from the interior `points` (N, d); `gen` drives every later draw.
-    `cfg` is resolved: ``train.epochs`` places the refinements."""
+    ``sampling.batches``, starting from the interior `points` (S, N, d); member m's generator
+    ``gens[m]`` drives its later draws. `cfg` is resolved: ``train.epochs`` places the refinements."""
     batching = params(cfg, "sampling.batches")
-    n = points.shape[0]
+    n = points.shape[1]
     if batching and not 1 <= batching["count"] <= n:
         raise ConfigError(f"sampling.batches.count={batching['count']} is not valid: choose 1..{n} "
                           f"(at most the {n} interior points, sampling.n_pde)")
@@ -323,4 +385,4 @@ def make_sampler(cfg: RunConfig, problem: Problem, points: torch.Tensor, gen: to
             raise ConfigError(f"sampling.adaptive_params.start={options['start']} is not valid: the first refinement "
                               f"must come before the end of the {cfg.train.epochs} Adam epochs (train.epochs)")
         options["epochs"] = cfg.train.epochs
-    return SAMPLERS[cfg.sampling.adaptive](points, problem.box, gen, **batching, **options)
+    return SAMPLERS[cfg.sampling.adaptive](points, problem.box, gens, **batching, **options)

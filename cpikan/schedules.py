@@ -11,7 +11,8 @@ for e < W; then, counting e' = e - W over the E' = E - W remaining epochs:
                    dropped below best (1 - `threshold`) for `patience` epochs; never below `min_lr`
 
 `SCHEDULES` maps each choice to its class, built as ``cls(lr, epochs, **train.scheduler_params)``
-with the full parameters (see `cpikan.config.params`).
+with the full parameters (see `cpikan.config.params`). A rate is a float, the same for every member,
+except for ``plateau``, whose rate is each member's own: a tensor (S,).
 """
 
 from __future__ import annotations
@@ -37,25 +38,18 @@ class Constant:
         self.base_lr, self.epochs, self.warmup = lr, epochs, warmup
         self.span = max(epochs - warmup, 1)
 
-    def lr_at(self, epoch: int) -> float:
-        """The rate of `epoch` (0-based); for plateau, the current reduced rate."""
+    def lr_at(self, epoch: int) -> float | torch.Tensor:
+        """The rate of `epoch` (0-based); for plateau, each member's current reduced rate."""
         if epoch < self.warmup:
             return self.base_lr * (epoch + 1) / self.warmup
         return self.rate(epoch - self.warmup)
 
-    def rate(self, e: int) -> float:
+    def rate(self, e: int) -> float | torch.Tensor:
         """The rate e' = `e` epochs after the warm-up."""
         return self.base_lr
 
-    def apply(self, optimizer: torch.optim.Optimizer, epoch: int) -> float:
-        """Set the optimizer's rate for `epoch`; returns it."""
-        lr = self.lr_at(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
-    def observe(self, epoch: int, value: float) -> None:
-        """The monitored value after `epoch`; ignored unless `wants_monitor`."""
+    def observe(self, epoch: int, value: torch.Tensor) -> None:
+        """The members' monitored values (S,) after `epoch`; ignored unless `wants_monitor`."""
         return None
 
 
@@ -94,8 +88,8 @@ class MultiStep(Constant):
 
 
 class Plateau(Constant):
-    """``plateau``: lr times `factor` after `patience` epochs without a relative drop of
-    `threshold` in the monitored value; never below `min_lr`."""
+    """``plateau``: each member's lr times `factor` after `patience` epochs without a relative drop
+    of `threshold` in its monitored value; never below `min_lr`."""
 
     wants_monitor = True
 
@@ -103,22 +97,25 @@ class Plateau(Constant):
                  warmup: int = 0) -> None:
         super().__init__(lr, epochs, warmup)
         self.factor, self.patience, self.threshold, self.min_lr = factor, patience, threshold, min_lr
-        self.plateau_lr = lr
-        self._best = math.inf
-        self._best_epoch = 0
+        self.plateau_lr: torch.Tensor | float = lr
+        self._best: torch.Tensor | float = math.inf
+        self._best_epoch: torch.Tensor | int = 0
 
-    def rate(self, e: int) -> float:
+    def rate(self, e: int) -> torch.Tensor | float:
         return self.plateau_lr
 
-    def observe(self, epoch: int, value: float) -> None:
-        """Plateau logic on the monitored value; warm-up epochs are ignored."""
+    def observe(self, epoch: int, value: torch.Tensor) -> None:
+        """Plateau logic on the members' monitored values; warm-up epochs are ignored."""
         if epoch < self.warmup:
             return
-        if value < self._best * (1 - self.threshold):
-            self._best, self._best_epoch = value, epoch
-        elif epoch - self._best_epoch >= self.patience:
-            self.plateau_lr = max(self.plateau_lr * self.factor, self.min_lr)
-            self._best_epoch = epoch
+        if not torch.is_tensor(self.plateau_lr):  # the first observation: one rate per member from now on
+            self.plateau_lr = torch.full_like(value, self.plateau_lr)
+        improved = value < self._best * (1 - self.threshold)
+        reduce = ~improved & (epoch - self._best_epoch >= self.patience)
+        self._best = torch.where(improved, value, self._best)
+        self.plateau_lr = torch.where(reduce, torch.clamp(self.plateau_lr * self.factor, min=self.min_lr),
+                                      self.plateau_lr)
+        self._best_epoch = torch.where(improved | reduce, epoch, self._best_epoch)
 
 
 SCHEDULES: dict[str, type[Constant]] = {"none": Constant, "exponential": Exponential, "cosine": Cosine,

@@ -1,70 +1,72 @@
 """The trainer's view of the toggles: one strategy object per role, each reached only through the
 hooks its Protocol states (`cpikan.train.Trainer` calls them; `cpikan.runs.build_strategies` builds
-them from the resolved config). The loop never reads a config string.
+them from the resolved config). The loop never reads a config string. Every hook takes and returns
+values per member, tensors with the member axis first, so one strategy object serves S members.
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping, Protocol, Sequence
 
 import torch
 
 
 class Precision(Protocol):
-    """``train.amp`` (`cpikan.stability`): how the Adam phase's forward pass, backward and step run."""
+    """``train.amp`` (`cpikan.stability`): how the Adam phase's forward pass and backward run."""
 
-    skips_nonfinite: bool  # a non-finite step is skipped and counted, rather than ending the run
-    step_checks_gradients: bool  # `step` itself skips a step with non-finite gradients (a GradScaler)
+    skips_nonfinite: bool  # a non-finite step is skipped and counted, rather than ending the member's run
 
     def autocast(self) -> AbstractContextManager: ...
-    def backward(self, loss: torch.Tensor) -> None: ...
-    def unscale(self, optimizer: torch.optim.Optimizer) -> None: ...
-    def step(self, optimizer: torch.optim.Optimizer) -> bool: ...  # False: the step was skipped
+    def backward(self, loss: torch.Tensor) -> None: ...  # the members' losses (S,)
+    def unscale(self, params: Sequence[torch.Tensor]) -> None: ...
+    def update(self, stepped: torch.Tensor) -> None: ...  # which members' steps were applied (S,)
 
 
 class Clipper(Protocol):
-    """``train.grad_clip`` (`cpikan.stability`): clips the gradients, returns their pre-clip norm."""
+    """``train.grad_clip`` (`cpikan.stability`): clips each member's gradients, returns their pre-clip norms (S,)."""
 
-    def clip(self, params: list[torch.nn.Parameter]) -> float: ...
+    def clip(self, params: Sequence[torch.Tensor]) -> torch.Tensor: ...
 
 
 class Stopper(Protocol):
-    """``train.early_stopping`` (`cpikan.stability`): told each monitored value, says when to stop."""
+    """``train.early_stopping`` (`cpikan.stability`): told the monitored values (S,), says which
+    live members stop now (None: none), their best weights restored."""
 
     wants_monitor: bool
-    best_epoch: int | None
+    best_epoch: torch.Tensor | None  # per member (S,), -1 before an improvement; None when it never watched
 
-    def update(self, epoch: int, value: float, modules: list[torch.nn.Module]) -> bool: ...
-    def restore(self, modules: list[torch.nn.Module]) -> None: ...
+    def update(self, epoch: int, value: torch.Tensor, params: Sequence[torch.Tensor],
+               live: torch.Tensor) -> torch.Tensor | None: ...
 
 
 class Schedule(Protocol):
-    """``train.scheduler`` (`cpikan.schedules`): sets the rate before each epoch."""
+    """``train.scheduler`` (`cpikan.schedules`): the rate of each epoch, a float or per member (S,)."""
 
     wants_monitor: bool
 
-    def apply(self, optimizer: torch.optim.Optimizer, epoch: int) -> float: ...
-    def observe(self, epoch: int, value: float) -> None: ...
+    def lr_at(self, epoch: int) -> float | torch.Tensor: ...
+    def observe(self, epoch: int, value: torch.Tensor) -> None: ...
 
 
 class Balancer(Protocol):
-    """``loss.balancing`` (`cpikan.losses`): the weight of each loss term, updated once per step."""
+    """``loss.balancing`` (`cpikan.losses`): the weight of each loss term per member (S,), updated
+    once per step; `skipped` (S,) counts the updates a member refused."""
 
-    weights: dict[str, float]
-    skipped: int
+    weights: dict[str, torch.Tensor]
+    skipped: torch.Tensor
 
-    def update(self, epoch: int, terms: Mapping[str, torch.Tensor], params: list[torch.nn.Parameter]) -> None: ...
+    def update(self, epoch: int, terms: Mapping[str, torch.Tensor], params: list[torch.Tensor]) -> None: ...
 
 
 class Sampler(Protocol):
-    """``sampling.adaptive`` and ``sampling.batches`` (`cpikan.sampling`): the interior points."""
+    """``sampling.adaptive`` and ``sampling.batches`` (`cpikan.sampling`): the members' interior points (S, N, d)."""
 
     points: torch.Tensor
 
     def batches(self, epoch: int) -> list[torch.Tensor]: ...
-    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> dict | None: ...
+    def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> list[dict] | None: ...
 
 
 @dataclass

@@ -7,7 +7,8 @@ from numpy.polynomial import chebyshev as C
 
 import cpikan
 from cpikan.config import resolve
-from cpikan.models import ChebyKANLayer, DomainScaling, build_network, chebyshev_basis, initial_network
+from cpikan.models import (ChebyKANLayer, DomainScaling, Network, Squash, build_network, chebyshev_basis,
+                           initial_members, initial_network)
 
 
 @pytest.mark.parametrize("degree", [1, 2, 5, 12])
@@ -19,23 +20,19 @@ def test_basis_equals_numpy_chebvander(degree):
 
 def test_layer_is_a_sum_of_chebyshev_series():
     torch.manual_seed(0)
-    layer = ChebyKANLayer(3, 2, 4).double()
-    torch.nn.init.normal_(layer.coeffs)
-    s = torch.rand(50, 3, dtype=torch.float64) * 2 - 1
-    y = layer(s).detach().numpy()
-    coeffs, x = layer.coeffs.detach().numpy(), s.numpy()
-    expected = np.stack([sum(C.chebval(x[:, i], coeffs[j, i]) for i in range(3)) for j in range(2)], axis=1)
+    layer = ChebyKANLayer(3, 2, 4)
+    coeffs = torch.randn(1, 2, 5, 3, dtype=torch.float64)  # (S, n_out, K+1, n_in): C[j, i, k] = coeffs[0, j, k, i]
+    s = torch.rand(1, 3, 50, dtype=torch.float64) * 2 - 1  # (S, n_in, N)
+    y = layer(s, {"coeffs": coeffs})[0].T.numpy()
+    c, x = coeffs[0].transpose(1, 2).numpy(), s[0].T.numpy()
+    expected = np.stack([sum(C.chebval(x[:, i], c[j, i]) for i in range(3)) for j in range(2)], axis=1)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_layer_rejects_wrong_input_shape():
-    with pytest.raises(ValueError, match=r"shape \(N, 3\), got \(5, 2\)"):
-        ChebyKANLayer(3, 2, 4)(torch.zeros(5, 2))
-
-
 def test_domain_scaling_maps_box_to_unit_cube():
-    scale = DomainScaling([2.0, -3.0], [5.0, 1.0]).double()
-    out = scale(torch.tensor([[2.0, -3.0], [5.0, 1.0], [3.5, -1.0]], dtype=torch.float64))
+    scale = DomainScaling([2.0, -3.0], [5.0, 1.0])
+    points = torch.tensor([[2.0, -3.0], [5.0, 1.0], [3.5, -1.0]], dtype=torch.float64)
+    out = scale(points.T[None])[0].T  # (S, d, N) in and out
     np.testing.assert_allclose(out.numpy(), [[-1, -1], [1, 1], [0, 0]], atol=1e-15)
 
 
@@ -53,20 +50,35 @@ def test_network_rejects_wrong_point_dimension():
     net = build_network("scaled_cpikan", [0.0], [1.0], (4,), 3)
     with pytest.raises(ValueError, match=r"\(N, 1\), got \(3, 2\)"):
         net(torch.zeros(3, 2))
+    pair = initial_members(cpikan.config.resolve(cpikan.RunConfig(), cpikan.problems.get("poisson1d")),
+                           cpikan.problems.get("poisson1d").box, [0, 1])
+    with pytest.raises(ValueError, match="multiple of its 2 members"):
+        pair(torch.zeros(3, 1))
+
+
+def test_members_compute_what_each_computes_alone():
+    problem = cpikan.problems.get("helmholtz2d")
+    cfg = cpikan.config.resolve(cpikan.RunConfig(problem="helmholtz2d", device="cpu"), problem)
+    net = initial_members(cfg, problem.box, [5, 7, 9]).double()
+    x = torch.rand(3 * 11, 2, dtype=torch.float64)
+    together = net(x).view(3, 11)
+    for m, seed in enumerate((5, 7, 9)):
+        alone = initial_network(cfg.override({"seed": seed}), problem.box).double()
+        torch.testing.assert_close(together[m], alone(x[11 * m:11 * (m + 1)]), rtol=1e-14, atol=1e-14)
+        assert torch.equal(net.member(m).flat, alone.flat)
 
 
 def test_layernorm_squash_matches_torch_and_has_correct_third_derivatives():
     torch.manual_seed(0)
-    from cpikan.models import Squash
-    squash = Squash(5, layernorm=True).double()
-    torch.nn.init.normal_(squash.norm.weight)
-    torch.nn.init.normal_(squash.norm.bias)
-    h = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
-    expected = torch.tanh(torch.nn.functional.layer_norm(h, (5,), squash.norm.weight, squash.norm.bias))
-    torch.testing.assert_close(squash(h), expected)
+    squash = Squash(5, layernorm=True)
+    gain, shift = torch.randn(1, 5, dtype=torch.float64), torch.randn(1, 5, dtype=torch.float64)
+    w = {"norm_weight": gain, "norm_bias": shift}
+    h = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)  # 4 points, feature-major below
+    expected = torch.tanh(torch.nn.functional.layer_norm(h, (5,), gain[0], shift[0]))
+    torch.testing.assert_close(squash(h.T[None], w)[0].T, expected)
 
     def second(x):
-        (g,) = torch.autograd.grad(squash(x).sum(), x, create_graph=True)
+        (g,) = torch.autograd.grad(squash(x.T[None], w).sum(), x, create_graph=True)
         (gg,) = torch.autograd.grad(g.square().sum(), x, create_graph=True)
         return gg
 
@@ -83,6 +95,6 @@ def test_initial_network_is_what_a_run_starts_from_and_leaves_torch_random_state
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), again.parameters()))
     # one Adam step of rate 1e-30 moves no float32 weight: the run's model is its initial network
     started = cpikan.run(cfg.override("train.epochs=1", "train.lr=1e-30"), progress=False).model
-    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), started.parameters()))
+    assert torch.equal(net.flat, started.flat)
     other = initial_network(cfg.override("seed=4"), problem.box)
     assert not torch.equal(next(net.parameters()), next(other.parameters()))

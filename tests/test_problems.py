@@ -39,8 +39,11 @@ def test_exact_solution_satisfies_the_conditions(name):
     problem = problems.get(name)
     gen = torch.Generator().manual_seed(1)
     for condition in problem.conditions:
-        cp = condition_points(problem, condition, 64, gen)
-        assert (problem.exact(cp.x) - condition.value(cp.x)).abs().max() < 1e-12, (name, condition)
+        cp = condition_points(problem, condition, 64, [gen])
+        x = cp.x[0]
+        assert (problem.exact(x) - condition.value(x)).abs().max() < 1e-12, (name, condition)
+        if cp.target is not None:
+            torch.testing.assert_close(cp.target[0], condition.value(x), rtol=0, atol=0)
 
 
 def test_allen_cahn_reference_satisfies_its_conditions():
@@ -102,11 +105,19 @@ def test_box_rejects_inverted_or_empty_axes():
 def test_condition_points_lie_on_their_faces():
     problem = problems.get("diffusion1d")
     gen = torch.Generator().manual_seed(0)
-    dirichlet = condition_points(problem, Dirichlet(problem.exact), 10, gen).x
+    dirichlet = condition_points(problem, Dirichlet(problem.exact), 10, [gen]).x[0]
     assert set(dirichlet[:, 1].tolist()) == {-6.0, 6.0}
     assert (dirichlet[:, 1] == -6.0).sum() == 5
-    initial = condition_points(problem, Initial(problem.exact), 10, gen).x
+    initial = condition_points(problem, Initial(problem.exact), 10, [gen]).x[0]
     assert (initial[:, 0] == 0).all()
+
+
+def test_each_member_draws_its_condition_points_from_its_own_generator():
+    problem = problems.get("diffusion1d")
+    together = condition_points(problem, Dirichlet(problem.exact), 10, [torch.Generator().manual_seed(s) for s in (3, 4)])
+    for m, seed in enumerate((3, 4)):
+        alone = condition_points(problem, Dirichlet(problem.exact), 10, [torch.Generator().manual_seed(seed)])
+        assert torch.equal(together.x[m], alone.x[0]) and torch.equal(together.target[m], alone.target[0])
 
 
 def test_a_hard_constraint_carries_the_exact_solution_and_holds_for_any_network():

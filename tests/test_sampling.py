@@ -1,4 +1,6 @@
-"""Collocation strategies (cpikan.sampling): batching, RAR, RAD, and their runs through cpikan.run."""
+"""Collocation strategies (cpikan.sampling): batching, RAR, RAD, and their runs through cpikan.run.
+
+The samplers hold S members' clouds (S, N, d); most tests here use one member, `one(points)`."""
 
 import pytest
 import torch
@@ -17,12 +19,18 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def one(points: torch.Tensor) -> torch.Tensor:
+    """A cloud (N, d) as the clouds of one member, (1, N, d)."""
+    return points[None]
+
+
 def needs_autograd(values):
-    """A residual r(x) = values(x) that, like a PDE residual, differentiates w.r.t. x."""
+    """A residual r(x) = values(x) at each member's points (S, n, d) -> (S, n) that, like a PDE
+    residual, differentiates w.r.t. x."""
     def residual(x: torch.Tensor) -> torch.Tensor:
-        x = x.detach().requires_grad_(True)
-        u = x[:, 0] * values(x.detach())
-        return torch.autograd.grad(u.sum(), x)[0][:, 0]
+        flat = x.reshape(-1, x.shape[-1]).detach().requires_grad_(True)
+        u = flat[:, 0] * values(flat.detach())
+        return torch.autograd.grad(u.sum(), flat)[0][:, 0].view(x.shape[:2])
     return residual
 
 
@@ -37,13 +45,13 @@ corner_residual = needs_autograd(lambda x: torch.where(in_corner(x), 100 + x[:, 
 def rar(points: torch.Tensor, **options) -> ResidualRefinement:
     """RAR refining once, after epoch 0 (2 epochs, 1 round)."""
     settings = {"epochs": 2, "rounds": 1, "candidates": 4000, "ratio": 0.2, "percentile": 75.0} | options
-    return ResidualRefinement(points, UNIT_SQUARE, gen(1), **settings)
+    return ResidualRefinement(one(points), UNIT_SQUARE, [gen(1)], **settings)
 
 
 def rad(points: torch.Tensor, box: Box, **options) -> ResidualDistribution:
     """RAD redistributing once, after epoch 0 (2 epochs, 1 round)."""
     settings = {"epochs": 2, "rounds": 1, "candidates": 20_000, "k": 1.0, "c": 1.0} | options
-    return ResidualDistribution(points, box, gen(3), **settings)
+    return ResidualDistribution(one(points), box, [gen(3)], **settings)
 
 
 @pytest.mark.parametrize("epochs, rounds, due", [
@@ -65,7 +73,7 @@ def test_a_start_at_or_after_the_last_epoch_is_refused():
     cfg = cpikan.RunConfig(problem="poisson1d").override({"train.epochs": 100, "sampling.adaptive": "rad",
                                                           "sampling.adaptive_params": {"start": 100}})
     with pytest.raises(ConfigError, match=r"adaptive_params\.start=100 is not valid: .* 100 Adam epochs"):
-        make_sampler(cfg, problem, uniform_box(problem.box, 64, gen()), gen())
+        make_sampler(cfg, problem, one(uniform_box(problem.box, 64, gen())), [gen()])
 
 
 # ---------------------------------------------------------------- RAR
@@ -74,34 +82,47 @@ def test_rar_adds_a_share_of_the_initial_points_where_the_residual_is_largest():
     start = uniform_box(UNIT_SQUARE, 1000, gen()).float()
     sampler = rar(start)
     assert sampler.refine(1, corner_residual) is None  # not a refinement epoch
-    info = sampler.refine(0, corner_residual)
+    [info] = sampler.refine(0, corner_residual)
     # m = 0.2 * 1000 = 200 points, the largest |r| of 4000 candidates: the corner holds ~250 of them.
     assert info["n_added"] == 200 and info["n_points"] == 1200
-    assert torch.equal(sampler.points[:1000], start)
-    assert in_corner(sampler.points[1000:]).all()
+    assert torch.equal(sampler.points[0, :1000], start)
+    assert in_corner(sampler.points[0, 1000:]).all()
     assert info["max"] >= 100 > info["p90"] >= info["median"]
 
 
 def test_rar_adds_only_points_above_the_percentile():
     # ratio 1 asks for 1000 points; only the 400 candidates above the 90th percentile qualify.
     sampler = rar(uniform_box(UNIT_SQUARE, 1000, gen()), ratio=1.0, percentile=90.0)
-    assert sampler.refine(0, corner_residual)["n_added"] == 400
+    assert sampler.refine(0, corner_residual)[0]["n_added"] == 400
 
 
 def test_rar_refines_once_per_round():
     sampler = rar(uniform_box(UNIT_SQUARE, 100, gen()), epochs=20, rounds=3, candidates=2000)
-    counts = [info["n_points"] for epoch in range(20) if (info := sampler.refine(epoch, corner_residual))]
-    assert counts == [120, 140, 160] and sampler.points.shape == (160, 2)
+    counts = [info[0]["n_points"] for epoch in range(20) if (info := sampler.refine(epoch, corner_residual))]
+    assert counts == [120, 140, 160] and sampler.points.shape == (1, 160, 2)
 
 
 def test_rar_with_resample_redraws_the_uniform_part_and_keeps_the_refined_points():
     start = uniform_box(UNIT_SQUARE, 100, gen())
     sampler = rar(start, resample=True)
-    added = sampler.refine(0, corner_residual)["n_added"]
+    added = sampler.refine(0, corner_residual)[0]["n_added"]
     (cloud,) = sampler.batches(1)
-    assert cloud.shape[0] == 100 + added
-    assert not torch.equal(cloud[:100], start)
-    assert torch.equal(cloud[100:], sampler.added)
+    assert cloud.shape == (1, 100 + added, 2)
+    assert not torch.equal(cloud[0, :100], start)
+    assert torch.equal(cloud[:, 100:], sampler.added)
+
+
+def test_rar_refines_each_member_from_its_own_residual_and_generator():
+    # Member 0's residual peaks in the corner, member 1's is flat but for x0 > 0.9: each adds its own points.
+    both = ResidualRefinement(uniform_box(UNIT_SQUARE, 100, gen()).expand(2, -1, -1).clone(), UNIT_SQUARE,
+                              [gen(1), gen(2)], epochs=2, rounds=1, candidates=2000, ratio=0.2, percentile=75.0)
+
+    def residual(x):
+        corner, edge = corner_residual(x[:1]), needs_autograd(lambda p: (p[:, 0] > 0.9).to(p.dtype) * 100)(x[1:])
+        return torch.cat([corner, edge])
+
+    both.refine(0, residual)
+    assert in_corner(both.points[0, 100:]).all() and (both.points[1, 100:, 0] > 0.9).all()
 
 
 # ---------------------------------------------------------------- RAD
@@ -115,9 +136,9 @@ LINE = Box(lo=[0.0], hi=[1.0])
 ])
 def test_rad_samples_follow_the_target_density(k, c, cdf):
     sampler = rad(uniform_box(LINE, 2000, gen()), LINE, candidates=100_000, k=k, c=c)
-    info = sampler.refine(0, needs_autograd(lambda x: x[:, 0]))
-    assert info["n_points"] == 2000 and sampler.points.shape == (2000, 1)
-    x = sampler.points[:, 0].numpy()
+    [info] = sampler.refine(0, needs_autograd(lambda x: x[:, 0]))
+    assert info["n_points"] == 2000 and sampler.points.shape == (1, 2000, 1)
+    x = sampler.points[0, :, 0].numpy()
     assert stats.kstest(x, cdf).pvalue > 0.01
     assert stats.kstest(x, "uniform").pvalue < 1e-6
 
@@ -125,7 +146,7 @@ def test_rad_samples_follow_the_target_density(k, c, cdf):
 def test_rad_draws_distinct_points_from_the_candidates():
     sampler = rad(uniform_box(LINE, 1000, gen()), LINE, candidates=1200, k=1.0, c=0.0)
     sampler.refine(0, needs_autograd(lambda x: x[:, 0]))
-    assert sampler.points[:, 0].unique().numel() == 1000
+    assert sampler.points[0, :, 0].unique().numel() == 1000
 
 
 @pytest.mark.parametrize("values", [
@@ -136,7 +157,7 @@ def test_rad_keeps_the_cloud_when_the_density_cannot_give_the_points(values):
     start = uniform_box(LINE, 500, gen())
     sampler = rad(start, LINE, candidates=1000, k=1.0, c=0.0)
     sampler.refine(0, needs_autograd(values))
-    assert torch.equal(sampler.points, start)
+    assert torch.equal(sampler.points[0], start)
 
 
 def test_rad_with_resample_draws_a_new_cloud_from_the_latest_density_each_epoch():
@@ -145,23 +166,23 @@ def test_rad_with_resample_draws_a_new_cloud_from_the_latest_density_each_epoch(
     sampler.refine(9, needs_autograd(lambda x: (x[:, 0] > 0.5).to(x.dtype)))  # all mass on (1/2, 1]
     first, second = sampler.batches(10)[0], sampler.batches(11)[0]
     assert not torch.equal(first, second)
-    assert (first > 0.5).all() and (second > 0.5).all() and second.shape == (500, 1)
+    assert (first > 0.5).all() and (second > 0.5).all() and second.shape == (1, 500, 1)
 
 
 # ---------------------------------------------------------------- batches
 
 def ids(batch: torch.Tensor) -> list[int]:
-    return batch[:, 0].long().tolist()
+    return batch[0, :, 0].long().tolist()
 
 
 @pytest.mark.parametrize("count", [1, 3, 7])
 def test_minibatches_visit_every_point_exactly_once_per_epoch(count):
     points = torch.stack([torch.arange(100.0), torch.rand(100, generator=gen())], dim=1)  # column 0: id
-    sampler = Collocation(points, Box(lo=[0.0, 0.0], hi=[100.0, 1.0]), gen(), count=count)
+    sampler = Collocation(one(points), Box(lo=[0.0, 0.0], hi=[100.0, 1.0]), [gen()], count=count)
     orders = []
     for epoch in range(3):
         batches = sampler.batches(epoch)
-        assert len(batches) == count and min(b.shape[0] for b in batches) >= 100 // count
+        assert len(batches) == count and min(b.shape[1] for b in batches) >= 100 // count
         order = [i for b in batches for i in ids(b)]
         assert sorted(order) == list(range(100))
         orders.append(order)
@@ -171,22 +192,32 @@ def test_minibatches_visit_every_point_exactly_once_per_epoch(count):
 def test_patches_are_slabs_along_the_longest_axis_visiting_every_point_once():
     box = Box(lo=[0.0, -2.0], hi=[1.0, 2.0])  # axis 1 is the longest
     points = uniform_box(box, 90, gen())
-    sampler = Collocation(points, box, gen(), count=4, mode="patches")
-    batches = sampler.batches(0)
+    sampler = Collocation(one(points), box, [gen()], count=4, mode="patches")
+    batches = [b[0] for b in sampler.batches(0)]
     assert sorted(sum((b[:, 1].tolist() for b in batches), [])) == sorted(points[:, 1].tolist())
     slabs = sorted(batches, key=lambda b: float(b[:, 1].min()))
     assert all(float(a[:, 1].max()) < float(b[:, 1].min()) for a, b in zip(slabs, slabs[1:]))
-    assert sorted(b.shape[0] for b in batches) == [22, 22, 23, 23]
+    assert [b.shape[0] for b in batches] == [23, 23, 22, 22]  # the i-th batch's size, whatever slab it is
+
+
+def test_patches_give_every_member_batches_of_the_same_sizes_in_its_own_order():
+    box = Box(lo=[0.0], hi=[1.0])
+    clouds = torch.stack([uniform_box(box, 90, gen(s)) for s in range(3)])
+    batches = Collocation(clouds, box, [gen(10), gen(11), gen(12)], count=4, mode="patches").batches(0)
+    assert [b.shape for b in batches] == [(3, 23, 1), (3, 23, 1), (3, 22, 1), (3, 22, 1)]
+    for m in range(3):
+        alone = Collocation(clouds[m:m + 1], box, [gen(10 + m)], count=4, mode="patches").batches(0)
+        assert all(torch.equal(a[0], b[m]) for a, b in zip(alone, batches))
 
 
 def test_resample_draws_fresh_uniform_points_each_epoch_after_the_first():
     points = uniform_box(UNIT_SQUARE, 64, gen())
-    sampler = Collocation(points, UNIT_SQUARE, gen(5), count=2, resample=True)
-    epoch0 = torch.cat(sampler.batches(0))
-    epoch1 = torch.cat(sampler.batches(1))
+    sampler = Collocation(one(points), UNIT_SQUARE, [gen(5)], count=2, resample=True)
+    epoch0 = torch.cat(sampler.batches(0), dim=1)[0]
+    epoch1 = torch.cat(sampler.batches(1), dim=1)[0]
     assert sorted(epoch0[:, 0].tolist()) == sorted(points[:, 0].tolist())
     assert epoch1.shape == (64, 2) and not set(epoch1[:, 0].tolist()) & set(points[:, 0].tolist())
-    assert sorted(epoch1[:, 0].tolist()) == sorted(sampler.points[:, 0].tolist())
+    assert sorted(epoch1[:, 0].tolist()) == sorted(sampler.points[0, :, 0].tolist())
 
 
 # ---------------------------------------------------------------- make_sampler and runs
@@ -202,7 +233,7 @@ def test_bad_sampling_settings_raise_config_error_naming_the_value(overrides, ba
     problem = cpikan.problems.get("poisson1d")
     with pytest.raises(ConfigError, match=bad.replace(".", r"\.")):
         cfg = cpikan.RunConfig(problem="poisson1d").override(overrides)
-        make_sampler(cfg, problem, uniform_box(problem.box, 64, gen()), gen())
+        make_sampler(cfg, problem, one(uniform_box(problem.box, 64, gen())), [gen()])
 
 
 def smoke(*overrides) -> cpikan.RunResult:

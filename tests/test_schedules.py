@@ -55,17 +55,20 @@ def test_plateau_reduces_after_patience_without_relative_improvement_and_stops_a
     values = [10.0, 8.0, 7.5, 7.4, 7.3, 7.3, 7.2, 7.2, 7.2, 7.2, 7.2, 7.2, 7.2]  # best 8.0 from epoch 1
     seen = []
     for epoch, value in enumerate(values):
-        s.observe(epoch, value)
-        seen.append(s.lr_at(epoch + 1))
-    assert seen[:4] == [LR] * 4  # 7.5, 7.4 are not 10 % below 8.0
-    assert seen[4] == LR / 2  # epoch 4 = best epoch 1 + patience 3
-    assert seen[7] == LR / 4 and seen[10] == LR / 5 and seen[-1] == LR / 5  # then never below min_lr
+        s.observe(epoch, torch.tensor([value, 1.0 / (epoch + 1)], dtype=torch.float64))  # member 1 keeps improving
+        seen.append(s.lr_at(epoch + 1).tolist())
+    first, second = [a for a, _ in seen], [b for _, b in seen]
+    assert first[:4] == pytest.approx([LR] * 4)  # 7.5, 7.4 are not 10 % below 8.0
+    assert first[4] == pytest.approx(LR / 2)  # epoch 4 = best epoch 1 + patience 3
+    assert first[7] == pytest.approx(LR / 4) and first[10] == pytest.approx(LR / 5)
+    assert first[-1] == pytest.approx(LR / 5)  # then never below min_lr
+    assert second == pytest.approx([LR] * len(values))  # each member has its own rate
 
 
 def test_plateau_ignores_values_during_warmup():
     s = schedule("plateau", patience=1, warmup=5)
     for epoch in range(5):
-        s.observe(epoch, 1.0)
+        s.observe(epoch, torch.ones(1))
     assert s.lr_at(5) == LR and s._best == math.inf
 
 
@@ -83,7 +86,8 @@ def test_bad_values_are_config_errors(name, options):
 
 def test_training_logs_the_scheduled_rate_every_epoch():
     cfg = cpikan.RunConfig(problem="poisson1d", profile="smoke", device="cpu").override(
-        "train.epochs=6", "train.scheduler=exponential", "train.scheduler_params={'gamma': 0.5, 'warmup': 2}")
+        "train.epochs=6", "train.log_every=1", "train.scheduler=exponential",
+        "train.scheduler_params={'gamma': 0.5, 'warmup': 2}")
     history = cpikan.run(cfg, progress=False).history
     assert history["lr"] == pytest.approx([5e-4, 1e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4])
     assert torch.isfinite(torch.tensor(history["loss"])).all()
@@ -91,7 +95,8 @@ def test_training_logs_the_scheduled_rate_every_epoch():
 
 def test_plateau_watches_train_monitor_without_early_stopping():
     cfg = cpikan.RunConfig(problem="poisson1d", profile="smoke", device="cpu").override(
-        "train.epochs=6", "train.scheduler=plateau", "train.monitor=loss", "train.monitor_every=2")
+        "train.epochs=6", "train.log_every=1", "train.scheduler=plateau", "train.monitor=loss",
+        "train.monitor_every=2")
     history = cpikan.run(cfg, progress=False).history
     assert [value is not None for value in history["monitor"]] == [True, False, True, False, True, True]
     assert cpikan.run(cfg.override("train.scheduler=none"), progress=False).history["monitor"] == [None] * 6

@@ -88,7 +88,7 @@ def _start(cfg):
     cfg = resolve(cfg, problem)
     net = initial_network(cfg, problem.box)
     s = cfg.sampling
-    points = sample_points(problem, s.n_pde, s.n_bc, s.n_ic, torch.Generator().manual_seed(cfg.seed),
+    points = sample_points(problem, s.n_pde, s.n_bc, s.n_ic, [torch.Generator().manual_seed(cfg.seed)],
                            torch.device("cpu"), torch.float32)
     return list(net.state_dict().values()), [points.pde, *(c.x for c in points.conditions)]
 

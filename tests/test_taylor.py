@@ -7,9 +7,9 @@ from numpy.polynomial import chebyshev
 
 import cpikan
 from cpikan.derivatives import ENGINES, AutogradDerivatives
-from cpikan.derivatives.jets import ChebyshevRows, chebyshev_jet
+from cpikan.derivatives.jets import ChebyshevJet, fold_matrix
 from cpikan.losses import PhysicsLoss, ProblemParameters
-from cpikan.models import build_network
+from cpikan.models import Squash, build_network, chebyshev_basis, stack_members
 from cpikan.problems import Box, Dirichlet, Problem
 from cpikan.derivatives.taylor import Plan, TaylorDerivatives
 
@@ -19,16 +19,19 @@ ARCHS = ("scaled_cpikan", "cpikan", "scaled_pinn", "pinn")
 TORCH_COMPILE_WARNINGS = [  # raised inside torch itself while it compiles
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning",
     "ignore:.*should not be instantiated:DeprecationWarning",
+    "ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning",  # dynamo inspecting the weights' views
+    "ignore:`torch._prims_common.check` is deprecated:FutureWarning",
 ]
 
 
-def random_network(arch, norm, seed=0):
+def random_network(arch, norm, seed=0, members=1):
     torch.manual_seed(seed)
-    net = build_network(arch, LO, HI, (7, 5), 4, norm).double()
-    for module in net.modules():
-        if isinstance(module, torch.nn.LayerNorm):  # not the identity affine map
-            torch.nn.init.normal_(module.weight, 1.0, 0.3)
-            torch.nn.init.normal_(module.bias, 0.0, 0.3)
+    net = stack_members([build_network(arch, LO, HI, (7, 5), 4, norm) for _ in range(members)]).double()
+    with torch.no_grad():
+        for op, w in zip(net.ops, net.weights()):
+            if isinstance(op, Squash) and op.layernorm:  # not the identity affine map
+                w["norm_weight"].normal_(1.0, 0.3)
+                w["norm_bias"].normal_(0.0, 0.3)
     return net
 
 
@@ -71,46 +74,62 @@ def mixed_loss(engine, net, x):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_parameter_gradients_equal_autograd(arch):
     x = points()
-    grads = [torch.autograd.grad(mixed_loss(engine, net, x), list(net.parameters()))
+    grads = [torch.autograd.grad(mixed_loss(engine, net, x), net.flat)[0]
              for engine, net in (("autograd", random_network(arch, "none")), ("taylor", random_network(arch, "none")))]
-    for want, got in zip(*grads):
-        assert_rel_close(got, want, 1e-10)
+    assert_rel_close(grads[1], grads[0], 1e-10)
+
+
+def test_taylor_on_members_equals_each_member_alone():
+    net, x = random_network("scaled_cpikan", "layernorm", members=3), points(3 * 25)
+    together = quantities(TaylorDerivatives(net, x, {}, LAP_AXES))
+    for m in range(3):
+        alone = quantities(TaylorDerivatives(net.member(m), x[25 * m:25 * (m + 1)], {}, LAP_AXES))
+        for name, value in alone.items():
+            assert_rel_close(together[name][25 * m:25 * (m + 1)], value, 1e-13, name)
 
 
 def test_layernorm_parameter_gradients_equal_finite_differences():
     # Not nested autograd here: torch's fused layer_norm gets third derivatives wrong (its double
     # backward is not itself differentiated correctly), so autograd's training gradient is off.
     net, x = random_network("scaled_cpikan", "layernorm"), points(10)
-    grads = dict(zip([n for n, _ in net.named_parameters()],
-                     torch.autograd.grad(mixed_loss("taylor", net, x), list(net.parameters()))))
-    params, eps = dict(net.named_parameters()), 1e-6
-    for name in ("ops.2.coeffs", "ops.3.norm.weight", "ops.3.norm.bias", "ops.5.norm.weight"):
-        entry = params[name].view(-1)
+    (grads,) = torch.autograd.grad(mixed_loss("taylor", net, x), net.flat)
+    names = [name for _, name, _ in net.layout]
+    starts = dict(zip(names, [sum(net.sizes[:j]) for j in range(len(names))]))
+    eps = 1e-6
+    for name in ("coeffs", "norm_weight", "norm_bias"):
+        column = starts[name] + 1
         with torch.no_grad():
-            entry[1] += eps
+            net.flat[0, column] += eps
             up = float(mixed_loss("taylor", net, x))
-            entry[1] -= 2 * eps
+            net.flat[0, column] -= 2 * eps
             down = float(mixed_loss("taylor", net, x))
-            entry[1] += eps
-        assert (up - down) / (2 * eps) == pytest.approx(float(grads[name].view(-1)[1]), rel=1e-6), name
+            net.flat[0, column] += eps
+        assert (up - down) / (2 * eps) == pytest.approx(float(grads[0, column]), rel=1e-6), name
 
 
-def test_chebyshev_jet_matches_numpy_including_the_end_points():
+def test_folded_derivatives_match_numpy_including_the_end_points():
     s = torch.tensor([-1.0, -0.7, 0.0, 0.3, 0.99, 1.0], dtype=torch.float64)
-    jet = chebyshev_jet(s, 6, 3)
-    for m in range(4):
-        for k in range(7):
-            coef = chebyshev.chebder(np.eye(7)[k], m) if m else np.eye(7)[k]
-            np.testing.assert_allclose(jet[m][k].numpy(), chebyshev.chebval(s.numpy(), coef), rtol=1e-12, atol=1e-12)
+    basis = chebyshev_basis(s, 6, dim=0)  # (7, 6)
+    fold = fold_matrix(6, torch.float64, torch.device("cpu"))  # rows: D1^T (6), D2^T (5)
+    for k in range(7):
+        for m, block in ((1, fold[:6]), (2, fold[6:])):
+            want = chebyshev.chebval(s.numpy(), chebyshev.chebder(np.eye(7)[k], m))
+            got = (block[:, k, None] * basis[:block.shape[0]]).sum(0)
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-10)
 
 
-def test_chebyshev_rows_backward_passes_gradcheck():
+@pytest.mark.parametrize("degree", [1, 2, 5])
+def test_chebyshev_jet_backward_passes_gradcheck(degree):
     gen = torch.Generator().manual_seed(0)
-    s = (torch.rand(3, 4, generator=gen, dtype=torch.float64) * 2 - 1).requires_grad_()
-    d = torch.randn(3, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    for n_q in (0, 2):
-        q = torch.randn(n_q, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-        assert torch.autograd.gradcheck(lambda s, d, q: ChebyshevRows.apply(5, n_q, s, *d, *q), (s, d, q))
+
+    def rand(*shape, scale=1.0):
+        return (torch.rand(*shape, generator=gen, dtype=torch.float64) * 2 - 1).mul(scale).requires_grad_()
+
+    coeffs, value = rand(2, 3, degree + 1, 4), rand(2, 4, 5)
+    tangents, channels, q = rand(2, 4, 2, 5, scale=3), rand(2, 4, 1, 5, scale=3), rand(2, 4, 1, 5, scale=3)
+    assert torch.autograd.gradcheck(ChebyshevJet.apply, (coeffs, value, tangents, channels, q))
+    assert torch.autograd.gradcheck(lambda c, v, g: ChebyshevJet.apply(c, v, g, None, None)[:2],
+                                    (coeffs, value, tangents))
 
 
 def layout_of(dim, lap_axes, *keys):
@@ -147,8 +166,8 @@ def test_physics_loss_discovers_the_plan_once(monkeypatch):
     calls = []
     real = cpikan.derivatives.taylor.propagate
     monkeypatch.setattr(cpikan.derivatives.taylor, "propagate", lambda *a: calls.append(a[2]) or real(*a))
-    r = loss.residual(torch.rand(16, 2) * torch.tensor([1.0, 3.0]) - torch.tensor([0.0, 1.0]))
-    assert r.shape == (16,) and len(calls) == 1
+    r = loss.residual(torch.rand(1, 16, 2) * torch.tensor([1.0, 3.0]) - torch.tensor([0.0, 1.0]))
+    assert r.shape == (1, 16) and len(calls) == 1
     assert calls[0].axes == (0, 1) and len(calls[0].channels) == 1
 
 

@@ -8,7 +8,7 @@ import cpikan
 from cpikan.config import PARAMS, RunConfig, resolve, schema
 from cpikan.derivatives import ENGINES
 from cpikan.losses import BALANCERS
-from cpikan.models import ARCHS, INITS, NORMS
+from cpikan.models import ARCHS, INITS, NORMS, initial_members
 from cpikan.runs import build_problem, build_strategies
 from cpikan.sampling import BATCHINGS, SAMPLERS, sample_points
 from cpikan.schedules import SCHEDULES
@@ -46,10 +46,11 @@ def test_build_strategies_gives_each_role_its_choice_with_the_full_parameters(ov
     cfg = RunConfig(problem="poisson1d").override(overrides)
     problem = build_problem(cfg)
     cfg = resolve(cfg, problem)
-    gen = torch.Generator().manual_seed(0)
-    points = sample_points(problem, cfg.sampling.n_pde, cfg.sampling.n_bc, cfg.sampling.n_ic, gen,
+    gens = [torch.Generator().manual_seed(0)]
+    points = sample_points(problem, cfg.sampling.n_pde, cfg.sampling.n_bc, cfg.sampling.n_ic, gens,
                            torch.device("cpu"), torch.float32)
-    s = build_strategies(cfg, problem, points, gen, torch.device("cpu"), torch.float32)
+    net = initial_members(cfg, problem.box, [0])
+    s = build_strategies(cfg, problem, points, gens, net, torch.device("cpu"), torch.float32)
     assert type(s.precision) is PRECISIONS[cfg.train.amp]
     assert type(s.schedule) is SCHEDULES[cfg.train.scheduler]
     assert type(s.balancer) is BALANCERS[cfg.loss.balancing]
@@ -59,8 +60,8 @@ def test_build_strategies_gives_each_role_its_choice_with_the_full_parameters(ov
 
 
 def test_precision_strategies_state_how_the_trainer_treats_a_nonfinite_step():
-    flags = {name: (cls.skips_nonfinite, cls.step_checks_gradients) for name, cls in PRECISIONS.items()}
-    assert flags == {"none": (False, False), "bf16": (True, False), "fp16": (True, True)}
+    assert {name: cls.skips_nonfinite for name, cls in PRECISIONS.items()} == {"none": False, "bf16": True,
+                                                                             "fp16": True}
 
 
 def test_amp_refusals_come_from_the_precision_strategy():

@@ -10,12 +10,16 @@ from cpikan.derivatives.base import Derivatives
 
 
 class AutogradDerivatives(Derivatives):
-    """Nested reverse mode: grad once (create_graph), then once more per requested second derivative."""
+    """Nested reverse mode: grad once (create_graph), then once more per requested second derivative.
+
+    `net` is any callable of points (N, d) -> (N,); one with an attribute ``members`` (a
+    `cpikan.models.Network`) holds that many members.
+    """
 
     def __init__(self, net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                  params: Mapping[str, torch.Tensor], lap_axes: Sequence[int]) -> None:
         x = x if x.requires_grad else x.detach().requires_grad_(True)
-        super().__init__(x, params, lap_axes)
+        super().__init__(x, params, lap_axes, getattr(net, "members", 1))
         self._u = net(x)
         self._grad: torch.Tensor | None = None
         self._second_cache: dict[tuple[int, int], torch.Tensor] = {}

@@ -80,8 +80,8 @@ class TaylorDerivatives(Derivatives):
 
     Args:
         net: a `cpikan.models.Network` (its ops are walked one by one).
-        x: points (N, d), physical coordinates; no ``requires_grad`` needed.
-        params: the problem's constants and unknowns, exposed as ``d.params``.
+        x: points (S N, d), physical coordinates, member m's in block m; no ``requires_grad`` needed.
+        params: the problem's constants and unknowns, exposed as ``d.params`` (see `Derivatives`).
         lap_axes: axes summed by ``d.lap``.
         plan: what to carry; default a fresh plan that grows as quantities are read (each new
             quantity then costs one more pass). Pass a shared plan to pay that only once.
@@ -92,7 +92,7 @@ class TaylorDerivatives(Derivatives):
         if not isinstance(net, Network):
             raise TypeError(f"derivatives='taylor' propagates through the ops of a cpikan.models.Network, "
                             f"got {type(net).__name__}; use derivatives='autograd' for other callables")
-        super().__init__(x, params, lap_axes)
+        super().__init__(x, params, lap_axes, net.members)
         self.net = net
         self.plan = Plan(self.dim, self.lap_axes) if plan is None else plan
         if self.plan.lap_axes != self.lap_axes or self.plan.dim != self.dim:
@@ -108,11 +108,11 @@ class TaylorDerivatives(Derivatives):
             self._out, self._layout = propagate(self.net, self.x, layout), layout
         rows = layout.rows[key]
         if not rows:  # a Laplacian over no axes
-            return torch.zeros_like(self._out[0])
-        value = self._out[rows[0]]
+            return torch.zeros_like(self._out[:, 0]).reshape(-1)
+        value = self._out[:, rows[0]]
         for r in rows[1:]:
-            value = value + self._out[r]
-        return value
+            value = value + self._out[:, r]
+        return value.reshape(-1)
 
     def _value(self) -> torch.Tensor:
         return self._get(("value",))
@@ -136,7 +136,7 @@ class TaylorDerivatives(Derivatives):
 
 def discover_plan(residual: Callable, net: Network, lo: Sequence[float], hi: Sequence[float],
                   params: Mapping[str, torch.Tensor], lap_axes: Sequence[int]) -> Plan:
-    """Learn what `residual(d, x)` reads by evaluating it once on three fixed points of the box.
+    """Learn what `residual(d, x)` reads by evaluating it once on three fixed points of the box (per member).
 
     Done before training (and before `torch.compile` traces a step), so the traced pass carries
     exactly the final plan. Uses no random numbers; runs under ``torch.no_grad``.
@@ -145,7 +145,7 @@ def discover_plan(residual: Callable, net: Network, lo: Sequence[float], hi: Seq
     lo_t, hi_t = torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
     frac = torch.tensor([0.31, 0.57, 0.83], dtype=torch.float64)[:, None]
     frac = torch.remainder(frac + 0.21 * torch.arange(len(lo), dtype=torch.float64), 1.0)  # (3, d)
-    x = (lo_t + (hi_t - lo_t) * frac).to(p.device, p.dtype)
+    x = (lo_t + (hi_t - lo_t) * frac).to(p.device, p.dtype).repeat(net.members, 1)  # the same 3 per member
     plan = Plan(len(lo), lap_axes)
     with torch.no_grad():
         residual(TaylorDerivatives(net, x, params, lap_axes, plan), x)

@@ -179,7 +179,7 @@ class Explorer:
         def on_epoch(row: dict) -> bool:
             for key, value in row.items():
                 history.setdefault(key, []).append(value)
-            self.progress.value = min(len(history["epoch"]), self.progress.max)
+            self.progress.value = min(row["epoch"] + 1, self.progress.max)
             if time.monotonic() - last_draw[0] > LIVE_INTERVAL_S:
                 last_draw[0] = time.monotonic()
                 self._draw_losses(history)

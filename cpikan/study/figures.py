@@ -13,12 +13,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import torch
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from cpikan.config import RunConfig, resolve
-from cpikan.models import ChebyKANLayer, initial_network
+from cpikan.losses import weight_matrices
+from cpikan.models import initial_network
 from cpikan.runs import build_problem
 from cpikan.study import timeline
 from cpikan.study.published import compare
@@ -192,19 +192,14 @@ def coefficient_scales(runs: Sequence[StudyRun]) -> go.Figure:
         for stage, model, dash in (("init", net, "solid"), ("trained", r.result.model, "dash")):
             if model is None:
                 continue
-            stds = [float(w.detach().float().std()) for w in _weights(model)]
+            core = getattr(model, "net", model)  # under a hard constraint, the network inside it
+            stds = [float(core.flat.detach()[0, c].float().std()) for c in weight_matrices(core)]
             fig.add_trace(go.Scatter(x=list(range(1, len(stds) + 1)), y=stds, mode="lines+markers",
                                      name=f"{r.variant} ({stage})", line=dict(color=colors[r.variant], dash=dash)))
     fig.update_xaxes(title_text="layer", dtick=1)
     fig.update_yaxes(type="log", title_text="coefficient std")
     fig.update_layout(title="coefficient scale per layer", height=420)
     return fig
-
-
-def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
-    return [m.coeffs if isinstance(m, ChebyKANLayer) else m.weight for m in model.modules()
-            if isinstance(m, (ChebyKANLayer, torch.nn.Linear))]
-
 
 
 VERDICT_COLORS = {"better": "#2ca02c", "worse": "#d62728", "no detectable difference": "#7f7f7f",

@@ -65,7 +65,9 @@ class StudyParameters:
 
     ablation: str
     profile: str = _param("smoke", "size profile: smoke (seconds, CI), quick (CPU minutes), full (GPU)")
-    seeds: int | None = _param(None, "seeds per run; None: the ablation's for the profile")
+    seeds: int | None = _param(None, "seeds per arm, trained together as one batched run; None: the ablation's "
+                                     "for the profile")
+    first_seed: int = _param(0, "the seeds are first_seed, first_seed + 1, ... (another study: other seeds)")
     problems: list[str] | None = _param(None, "problem names; None: the ablation's for the profile")
     device: str = _param("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
     results_dir: str = _param("../../reports", "results root: runs go to <results_dir>/<profile>/runs/{ablation}/")
@@ -81,6 +83,8 @@ class StudyParameters:
             value = getattr(self, key)
             if value is not None and (type(value) is not int or value < 1):
                 raise ConfigError(f"notebook parameter {key}={value!r} is not valid: a positive int or None")
+        if type(self.first_seed) is not int or self.first_seed < 0:
+            raise ConfigError(f"notebook parameter first_seed={self.first_seed!r} is not valid: an int >= 0")
         if self.problems is not None:
             if not isinstance(self.problems, (list, tuple)) or not self.problems:
                 raise ConfigError(f"notebook parameter problems={self.problems!r} is not valid: a non-empty "

@@ -116,7 +116,7 @@ class Ablation:
 def _ablation(name: str, keys: tuple[str, ...], variants: Mapping[str, Mapping[str, Any]],
               smoke: Sequence[str], quick: Sequence[str], full: Sequence[str],
               *, title: str, intro: str, figure: str, story: str, why: str, stage: str,
-              seeds: tuple[int, int, int] = (1, 3, 5),
+              seeds: tuple[int, int, int] = (1, 10, 20),
               goal: str = "rel_l2", cuda_only: Sequence[str] = (), not_in_smoke: Sequence[str] = (),
               base: Mapping[str, Mapping[str, Any]] | None = None) -> Ablation:
     """An Ablation from compact registry data: a baseline plus `variants` (name -> overrides),

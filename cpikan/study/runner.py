@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cpikan.config import ConfigError, check_profile
-from cpikan.runs import RunResult, run, run_path
+from cpikan.runs import RunResult, run_path, run_seeds
 from cpikan.study import batch, published, reproductions
 from cpikan.study.parameters import StudyParameters
 from cpikan.study.registry import get, names, plan, variant_config
@@ -29,43 +29,50 @@ from cpikan.study.store import StudyRun, reusable
 def run_variants(params: StudyParameters, progress: bool = True) -> list[StudyRun]:
     """Run the variants x problems x seeds of the ablation (or reproduction) and write one run file each.
 
-    A run that raises an Exception is saved as ``failed`` (its error in the file) and the others
-    go on; KeyboardInterrupt stops the batch, leaving the files written so far. With
-    ``params.resume`` an ``ok`` file holding the same resolved config (threads aside) is reused
-    instead of running again (never another ablation's baseline: its times would not pair).
-    Variants for CUDA only (on a CPU) or for other profiles are left out. The runs of one seed
-    follow each other (seed 0 of every variant, then seed 1, ...), so that the paired timings a
-    verdict compares are taken close together, under the same load.
-    Returns the runs in order: problem, variant, seed.
+    Each arm (a variant on a problem) trains its seeds as one batched run (`cpikan.run_seeds`): the
+    seeds are ``params.first_seed`` .. ``params.first_seed + params.seed_count - 1``, the same for
+    every arm, so arms are paired. An arm that raises an Exception leaves a ``failed`` file per seed
+    (its error in the file) and the others go on; KeyboardInterrupt stops the batch, leaving the
+    files written so far. With ``params.resume`` an ``ok`` file holding the same resolved config
+    (threads aside) is reused, and an arm trains only its seeds without one (never another
+    ablation's baseline: its times would not pair). Variants for CUDA only (on a CPU) or for other
+    profiles are left out. Returns the runs in order: problem, variant, seed.
     """
     ablation = reproductions.entry(params.ablation)
     cuda = params.device.startswith("cuda") or (params.device == "auto" and torch.cuda.is_available())
     variants = [v for v in ablation.variants if (cuda or not v.cuda_only) and params.profile in v.profiles]
-    problems, names_ = params.problem_list, [v.name for v in variants]
-    todo = [(p, v, s) for p in problems for s in range(params.seed_count) for v in variants]
+    seeds = list(range(params.first_seed, params.first_seed + params.seed_count))
+    arms = [(p, v) for p in params.problem_list for v in variants]
     out = []
-    for problem, variant, seed in tqdm(todo, desc=ablation.name, disable=not progress, leave=False):
-        cfg = variant_config(ablation, variant, problem, params.profile, seed, params.device, params.threads)
-        path = run_path(params.results_dir, params.profile, ablation.name, problem, variant.name, seed)
-        result = reusable(path, cfg) if params.resume else None
-        if result is None:
+    for problem, variant in tqdm(arms, desc=ablation.name, disable=not progress, leave=False):
+        configs = {seed: variant_config(ablation, variant, problem, params.profile, seed, params.device,
+                                        params.threads) for seed in seeds}
+        paths = {seed: run_path(params.results_dir, params.profile, ablation.name, problem, variant.name, seed)
+                 for seed in seeds}
+        done = {seed: reusable(paths[seed], configs[seed]) if params.resume else None for seed in seeds}
+        todo = [seed for seed in seeds if done[seed] is None]
+        if todo:
             try:
-                result = run(cfg, progress=False)
+                results = run_seeds(configs[todo[0]], todo, progress=False)
             except Exception as err:
-                result = RunResult.failed(cfg, err)
-        result.save(path)
-        out.append(StudyRun(ablation.name, problem, variant.name, seed, path, result))
-    return sorted(out, key=lambda r: (problems.index(r.problem), names_.index(r.variant), r.seed))
+                results = [RunResult.failed(configs[seed], err) for seed in todo]
+            for seed, result in zip(todo, results):
+                done[seed] = result
+                result.save(paths[seed])
+        out += [StudyRun(ablation.name, problem, variant.name, seed, paths[seed], done[seed]) for seed in seeds]
+    return out
 
 
 def run_study(profile: str, only: Sequence[str] | None = None, seeds: int | None = None, jobs: int = 1,
               executor: str = "local", address: str | None = None, root: str | os.PathLike = "reports",
-              notebooks: str | os.PathLike | None = None) -> list[batch.NotebookOutcome]:
+              notebooks: str | os.PathLike | None = None, first_seed: int = 0) -> list[batch.NotebookOutcome]:
     """Execute the ablation notebooks of `profile` with papermill into ``<root>/<profile>/notebooks/``.
 
     Args:
         only: ablation names (default: all, in registry order).
-        seeds: seeds per run (default: each ablation's for the profile).
+        seeds: seeds per arm (default: each ablation's for the profile).
+        first_seed: the arms' seeds are first_seed, first_seed + 1, ... (another study on other seeds:
+            another first seed).
         jobs: notebooks executed at once; with more than one, each run uses one torch thread.
         executor: "local", or "dask" to submit the notebooks to a Dask cluster at `address` (a
             LocalCluster of `jobs` workers when None). Workers must see `root` and `notebooks`.
@@ -79,12 +86,12 @@ def run_study(profile: str, only: Sequence[str] | None = None, seeds: int | None
     work = {row["ablation"]: row["work"] for row in plan(profile)}
     longest_first = sorted(chosen, key=lambda name: -work[name])  # fewer idle workers at the end
     return _execute_notebooks("ablations", chosen, longest_first, "batch.json", profile, seeds, jobs, executor,
-                              address, root, notebooks)
+                              address, root, notebooks, first_seed)
 
 
 def run_reproductions(profile: str, only: Sequence[str] | None = None, seeds: int | None = None, jobs: int = 1,
                       executor: str = "local", address: str | None = None, root: str | os.PathLike = "reports",
-                      notebooks: str | os.PathLike | None = None) -> list[batch.NotebookOutcome]:
+                      notebooks: str | os.PathLike | None = None, first_seed: int = 0) -> list[batch.NotebookOutcome]:
     """Execute the reproduction notebooks of `profile` (``notebooks/reproductions/<name>.ipynb``,
     `cpikan.study.reproductions`) like `run_study` does the ablations' (same arguments, resume,
     outcomes in ``<root>/<profile>/notebooks/reproductions.json``), in registry order; then write
@@ -93,7 +100,7 @@ def run_reproductions(profile: str, only: Sequence[str] | None = None, seeds: in
     check_profile(profile)
     chosen = [reproductions.get(name).name for name in (only or reproductions.names())]
     outcomes = _execute_notebooks("reproductions", chosen, chosen, "reproductions.json", profile, seeds, jobs,
-                                  executor, address, root, notebooks)
+                                  executor, address, root, notebooks, first_seed)
     for path in published.write_tables(root, profile):
         print(f"wrote {path}")
     return outcomes
@@ -101,7 +108,8 @@ def run_reproductions(profile: str, only: Sequence[str] | None = None, seeds: in
 
 def _execute_notebooks(kind: str, chosen: list[str], order: list[str], record: str, profile: str,
                        seeds: int | None, jobs: int, executor: str, address: str | None,
-                       root: str | os.PathLike, notebooks: str | os.PathLike | None) -> list[batch.NotebookOutcome]:
+                       root: str | os.PathLike, notebooks: str | os.PathLike | None,
+                       first_seed: int) -> list[batch.NotebookOutcome]:
     """Execute ``<notebooks>/<kind>/<name>.ipynb`` for the `chosen` names, started in `order`,
     into ``<root>/<profile>/notebooks/``; outcomes in `chosen` order, also written to `record` there."""
     if jobs < 1:
@@ -110,8 +118,8 @@ def _execute_notebooks(kind: str, chosen: list[str], order: list[str], record: s
     if not (source / kind).is_dir():
         raise ConfigError(f"no notebook folder {source / kind}; run from a cpikan checkout or pass notebooks=")
     out_dir = Path(root).resolve() / profile / "notebooks"
-    params = {"profile": profile, "seeds": seeds, "device": "auto", "results_dir": str(Path(root).resolve()),
-              "threads": 1 if jobs > 1 else None, "resume": True}
+    params = {"profile": profile, "seeds": seeds, "first_seed": first_seed, "device": "auto",
+              "results_dir": str(Path(root).resolve()), "threads": 1 if jobs > 1 else None, "resume": True}
     todo = [batch.NotebookJob(name, source / kind / f"{name}.ipynb", out_dir / f"{name}.ipynb", params)
             for name in order]
     done = batch.execute_all(todo, workers=jobs, executor=executor, address=address)

@@ -1,0 +1,344 @@
+"""Optimizers over S members at once: each trainable tensor has a member axis first, (S, P), and
+member m's step depends on row m alone (its gradient, its rate, whether it steps at all).
+
+`MemberAdam` is Adam (torch.optim.Adam's update, bias corrections included) with a per-member
+step mask and rate. `MemberLBFGS` is torch.optim.LBFGS with its strong-Wolfe line search run for
+every member side by side: one batched evaluation serves every member that needs one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Generator, Sequence
+
+import torch
+
+
+class MemberAdam:
+    """Adam on tensors of shape (S, ...), a step per member.
+
+    Per member, with g its gradient, t its own count of steps taken (a skipped step is not counted):
+        m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
+        p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    as torch.optim.Adam (Kingma & Ba 2015, Algorithm 1). A member whose `mask` is False keeps its
+    parameters, moments and count; its gradient may then be non-finite.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.params = list(params)
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.steps = torch.zeros(self.params[0].shape[0], dtype=self.params[0].dtype, device=self.params[0].device)
+
+    @torch.no_grad()
+    def step(self, lr: float | torch.Tensor, mask: torch.Tensor) -> None:
+        """One step of the members where `mask` (S,) is True, at rate `lr` (a float, or (S,) per member)."""
+        taken = mask.to(self.steps.dtype)
+        self.steps += taken
+        bias1 = 1 - torch.pow(self.b1, self.steps)
+        bias2 = torch.sqrt(1 - torch.pow(self.b2, self.steps))
+        size = (lr * taken / torch.where(mask, bias1, 1.0))[:, None]
+        w1, w2 = ((1 - b) * taken[:, None] for b in (self.b1, self.b2))
+        bias2 = torch.where(mask, bias2, 1.0)[:, None]
+        for p, m, v in zip(self.params, self.m, self.v):
+            g = torch.where(mask.view(-1, *[1] * (p.dim() - 1)), p.grad, 0.0)
+            shape = (-1, *[1] * (p.dim() - 1))
+            m.lerp_(g, w1.view(shape))
+            v.lerp_(g * g, w2.view(shape))
+            p.addcdiv_(m * size.view(shape), v.sqrt().div_(bias2.view(shape)).add_(self.eps), value=-1)
+
+
+# ---------------------------------------------------------------- L-BFGS
+
+@dataclass
+class LBFGSOutcome:
+    """Per member: function evaluations, iterations, and why its L-BFGS ended."""
+
+    evaluations: list[int]
+    iterations: list[int]
+    reasons: list[str]
+
+
+@dataclass
+class _Member:
+    """One member's L-BFGS state on the host: the scalars that steer it."""
+
+    f: float = math.nan
+    t: float = 0.0
+    evals: int = 0
+    iterations: int = 0
+    done: bool = False
+    reason: str = ""
+    search: Generator | None = None
+    trial: float = 0.0
+    prev_f: float = math.nan
+    history: list = field(default_factory=list)
+
+
+def _cubic_interpolate(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float,
+                       bounds: tuple[float, float] | None = None) -> float:
+    """Minimizer of the cubic through (x1, f1, g1) and (x2, f2, g2), kept within `bounds` (as torch.optim.lbfgs)."""
+    lo, hi = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
+    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    square = d1 * d1 - g1 * g2
+    if square < 0:
+        return (lo + hi) / 2.0
+    d2 = math.sqrt(square)
+    if x1 <= x2:
+        pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+    else:
+        pos = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+    return min(max(pos, lo), hi)
+
+
+def strong_wolfe(f: float, gtd: float, t: float, d_norm: float, max_ls: int, c1: float = 1e-4, c2: float = 0.9,
+                 tolerance_change: float = 1e-9) -> Generator[float, tuple[float, float, int], tuple[float, int, float, int]]:
+    """torch.optim.lbfgs's strong-Wolfe line search on the scalars of one member, as a generator.
+
+    It yields each trial step t and is sent back (f(x + t d), g(x + t d) . d, ref), `ref` naming the
+    evaluation so that its gradient can be fetched later (-1: the starting point's). It returns
+    (f, ref, t, evaluations) of the point it accepts. The logic, branch for branch, is torch's
+    ``_strong_wolfe`` (bracketing, then zoom by cubic interpolation); only the gradient vectors are
+    replaced by their references.
+    """
+    f_new, gtd_new, ref_new = yield t
+    evals, ls_iter = 1, 0
+    t_prev, f_prev, gtd_prev, ref_prev = 0.0, f, gtd, -1
+    done = False
+    bracket: list[float] = []
+    while ls_iter < max_ls:
+        if f_new > f + c1 * t * gtd or (ls_iter > 1 and f_new >= f_prev):
+            bracket, bf, bg, br = [t_prev, t], [f_prev, f_new], [gtd_prev, gtd_new], [ref_prev, ref_new]
+            break
+        if abs(gtd_new) <= -c2 * gtd:
+            bracket, bf, bg, br = [t], [f_new], [gtd_new], [ref_new]
+            done = True
+            break
+        if gtd_new >= 0:
+            bracket, bf, bg, br = [t_prev, t], [f_prev, f_new], [gtd_prev, gtd_new], [ref_prev, ref_new]
+            break
+        t_next = _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(t + 0.01 * (t - t_prev), t * 10))
+        t_prev, f_prev, gtd_prev, ref_prev = t, f_new, gtd_new, ref_new
+        t = t_next
+        f_new, gtd_new, ref_new = yield t
+        evals += 1
+        ls_iter += 1
+    if ls_iter == max_ls:
+        bracket, bf, bg, br = [0.0, t], [f, f_new], [gtd, gtd_new], [-1, ref_new]
+    insufficient = False
+    low, high = (0, 1) if bf[0] <= bf[-1] else (1, 0)
+    while not done and ls_iter < max_ls:
+        if abs(bracket[1] - bracket[0]) * d_norm < tolerance_change:
+            break
+        t = _cubic_interpolate(bracket[0], bf[0], bg[0], bracket[1], bf[1], bg[1])
+        eps = 0.1 * (max(bracket) - min(bracket))
+        if min(max(bracket) - t, t - min(bracket)) < eps:
+            if insufficient or t >= max(bracket) or t <= min(bracket):
+                t = max(bracket) - eps if abs(t - max(bracket)) < abs(t - min(bracket)) else min(bracket) + eps
+                insufficient = False
+            else:
+                insufficient = True
+        else:
+            insufficient = False
+        f_new, gtd_new, ref_new = yield t
+        evals += 1
+        ls_iter += 1
+        if f_new > f + c1 * t * gtd or f_new >= bf[low]:
+            bracket[high], bf[high], bg[high], br[high] = t, f_new, gtd_new, ref_new
+            low, high = (0, 1) if bf[0] <= bf[1] else (1, 0)
+        else:
+            if abs(gtd_new) <= -c2 * gtd:
+                done = True
+            elif gtd_new * (bracket[high] - bracket[low]) >= 0:
+                bracket[high], bf[high], bg[high], br[high] = bracket[low], bf[low], bg[low], br[low]
+            bracket[low], bf[low], bg[low], br[low] = t, f_new, gtd_new, ref_new
+    return bf[low], br[low], bracket[low], evals
+
+
+class MemberLBFGS:
+    """L-BFGS with a strong-Wolfe line search, for S members side by side.
+
+    Per member this is torch.optim.LBFGS (``lr=1``, ``line_search_fn="strong_wolfe"``): the same
+    iteration, line search, curvature test (s.y > 1e-10), initial step min(1, 1 / |g|_1) and the same
+    five ways to stop (`max_iter` iterations, `max_eval` evaluations, |g|_inf <= `tolerance_grad`,
+    |t d|_inf <= `tolerance_change`, |f - f_prev| < `tolerance_change`), each member on its own.
+    The inverse-Hessian product uses the compact form of Byrd, Nocedal & Schnabel (1994), Nocedal &
+    Wright eq. (7.24) with H_0 = gamma I, instead of the two-loop recursion: the same matrix, a handful
+    of batched products instead of 4 per stored pair, so the rounding differs from torch's.
+
+    The members move in lock step: each round of evaluations serves every member whose line search
+    wants a point (the others are evaluated where they stand and ignored), and each round reads
+    back S losses and directional derivatives. `evaluate(x)` takes the points (S, P) and returns the
+    losses (S,) and gradients (S, P). A member whose loss or directional derivative turns non-finite
+    stops there (reason ``"nonfinite"``), at its last iterate, whose loss was finite.
+    """
+
+    def __init__(self, max_iter: int, max_eval: int | None = None, history_size: int = 50,
+                 tolerance_grad: float = 1e-12, tolerance_change: float = 1e-15) -> None:
+        self.max_iter, self.history_size = max_iter, history_size
+        self.max_eval = max_iter * 5 // 4 if max_eval is None else max_eval
+        self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
+
+    def run(self, x: torch.Tensor, evaluate: Callable[[torch.Tensor, list[bool]], tuple[torch.Tensor, torch.Tensor]],
+            active: Sequence[bool]) -> tuple[torch.Tensor, LBFGSOutcome]:
+        """Minimize from x (S, P) for the `active` members (the others keep their x); returns the
+        final points and the outcome. `evaluate(points, evaluated)` is told which members' values
+        count; it may raise to end every member's run (the points so far are then lost to it)."""
+        x = x.clone()
+        s_count, size = x.shape
+        members = [_Member(done=not a, reason="inactive" if not a else "") for a in active]
+        memory = _Memory(s_count, size, self.history_size, x)
+        f, g = evaluate(x, [not m.done for m in members])
+        first = torch.stack([f, g.abs().amax(1), g.abs().sum(1)]).tolist()
+        for i, m in enumerate(members):
+            if m.done:
+                continue
+            m.f, m.evals = first[0][i], 1
+            if not math.isfinite(m.f):
+                m.done, m.reason = True, "nonfinite"
+            elif first[1][i] <= self.tolerance_grad:
+                m.done, m.reason = True, "tolerance_grad"
+        g_prev, d, t_vec = g.clone(), torch.zeros_like(x), torch.zeros(s_count, dtype=x.dtype, device=x.device)
+        while not all(m.done for m in members):
+            going = torch.tensor([not m.done for m in members], device=x.device)
+            memory.update(g - g_prev, d * t_vec[:, None], going & (t_vec != 0))
+            d = torch.where(going[:, None], -memory.apply(g), d)
+            g_prev = g.clone()
+            gtd = (g * d).sum(1)
+            stats = torch.stack([gtd, d.abs().amax(1)]).tolist()
+            for i, m in enumerate(members):
+                if m.done:
+                    continue
+                m.iterations += 1
+                m.prev_f = m.f
+                t0 = min(1.0, 1.0 / first[2][i]) if m.iterations == 1 else 1.0
+                if stats[0][i] > -self.tolerance_change:
+                    m.done, m.reason, m.t = True, "tolerance_change", 0.0
+                    continue
+                m.search = strong_wolfe(m.f, stats[0][i], t0, stats[1][i], self.max_eval - m.evals)
+                m.trial = m.search.send(None)
+            x, g, t_vec = self._line_search(x, g, d, members, evaluate)
+            self._check(members, g, d, t_vec)
+        return x, LBFGSOutcome([m.evals for m in members], [m.iterations for m in members],
+                               [m.reason for m in members])
+
+    def _line_search(self, x: torch.Tensor, g: torch.Tensor, d: torch.Tensor, members: list[_Member],
+                     evaluate: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rounds of batched evaluations until every searching member has accepted a step; then each
+        moves to x + t d with the loss and gradient of its accepted point."""
+        grads = [g]
+        searching = [m.search is not None for m in members]
+        accepted: list[tuple[float, int, float]] = [(m.f, -1, 0.0) for m in members]
+        while any(searching):
+            trial = torch.tensor([m.trial if s else 0.0 for m, s in zip(members, searching)], dtype=x.dtype,
+                                 device=x.device)
+            f, g_new = evaluate(x + trial[:, None] * d, searching)
+            grads.append(g_new)
+            read = torch.stack([f, (g_new * d).sum(1)]).tolist()
+            for i, m in enumerate(members):
+                if not searching[i]:
+                    continue
+                m.evals += 1
+                if not (math.isfinite(read[0][i]) and math.isfinite(read[1][i])):
+                    m.done, m.reason, m.search, searching[i] = True, "nonfinite", None, False
+                    continue
+                try:
+                    m.trial = m.search.send((read[0][i], read[1][i], len(grads) - 1))
+                except StopIteration as end:
+                    f_i, ref, t, _ = end.value
+                    accepted[i] = (f_i, ref, t)
+                    m.search, searching[i] = None, False
+        refs = torch.tensor([max(ref, 0) for _, ref, _ in accepted], device=x.device)  # -1, the start: grads[0]
+        g = torch.stack(grads)[refs, torch.arange(len(members), device=x.device)]
+        t_vec = torch.tensor([t for _, _, t in accepted], dtype=x.dtype, device=x.device)
+        for m, (f_i, _, t) in zip(members, accepted):
+            if not m.done:
+                m.f, m.t = f_i, t
+        return x + t_vec[:, None] * d, g, t_vec
+
+    def _check(self, members: list[_Member], g: torch.Tensor, d: torch.Tensor, t_vec: torch.Tensor) -> None:
+        """torch.optim.LBFGS's stopping tests, after an iteration, per member."""
+        stats = torch.stack([g.abs().amax(1), (d * t_vec[:, None]).abs().amax(1)]).tolist()
+        for i, m in enumerate(members):
+            if m.done:
+                continue
+            tests = (("max_iter", m.iterations == self.max_iter), ("max_eval", m.evals >= self.max_eval),
+                     ("tolerance_grad", stats[0][i] <= self.tolerance_grad),
+                     ("tolerance_change", stats[1][i] <= self.tolerance_change),
+                     ("tolerance_change", abs(m.f - m.prev_f) < self.tolerance_change))
+            for reason, hit in tests:
+                if hit:
+                    m.done, m.reason = True, reason
+                    break
+
+
+class _Memory:
+    """The stored curvature pairs (s, y) of S members, at most `size` each, and the product H g.
+
+    Pairs live in ring buffers (S, size, P) in physical slots; the small matrices S^T Y and Y^T Y are
+    kept up to date slot by slot, and put in time order only when a direction is computed.
+    """
+
+    def __init__(self, members: int, dim: int, size: int, like: torch.Tensor) -> None:
+        self.size = size
+        self.s = like.new_zeros(members, size, dim)
+        self.y = like.new_zeros(members, size, dim)
+        self.sy = like.new_zeros(members, size, size)  # sy[i, j] = s_i . y_j (physical slots)
+        self.yy = like.new_zeros(members, size, size)
+        self.count = torch.zeros(members, dtype=torch.long, device=like.device)
+        self.head = torch.zeros(members, dtype=torch.long, device=like.device)
+        self.gamma = like.new_ones(members)
+        self.rows = torch.arange(members, device=like.device)
+
+    def update(self, y: torch.Tensor, s: torch.Tensor, candidates: torch.Tensor) -> None:
+        """Store (s, y) for the `candidates` whose s . y > 1e-10 (the oldest pair goes when full);
+        gamma = s.y / y.y for them (torch.optim.LBFGS's H_diag)."""
+        ys = (y * s).sum(1)
+        take = candidates & (ys > 1e-10)
+        full = self.count == self.size
+        slot = torch.where(full, self.head, (self.head + self.count) % self.size)
+        old_s, old_y = self.s[self.rows, slot], self.y[self.rows, slot]
+        new_s, new_y = torch.where(take[:, None], s, old_s), torch.where(take[:, None], y, old_y)
+        self.s[self.rows, slot], self.y[self.rows, slot] = new_s, new_y
+        row_sy = torch.bmm(new_s[:, None], self.y.transpose(1, 2))[:, 0]  # s_new . y_j
+        col_sy = torch.bmm(self.s, new_y[:, :, None])[:, :, 0]  # s_i . y_new
+        row_yy = torch.bmm(new_y[:, None], self.y.transpose(1, 2))[:, 0]
+        self.sy[self.rows, slot] = row_sy
+        self.sy[self.rows, :, slot] = col_sy
+        self.yy[self.rows, slot] = row_yy
+        self.yy[self.rows, :, slot] = row_yy
+        self.head = torch.where(take & full, (self.head + 1) % self.size, self.head)
+        self.count = torch.where(take & ~full, self.count + 1, self.count)
+        self.gamma = torch.where(take, ys / (y * y).sum(1), self.gamma)
+
+    def apply(self, g: torch.Tensor) -> torch.Tensor:
+        """H g per member, H the L-BFGS inverse-Hessian approximation of its stored pairs:
+        H g = gamma g + S u - gamma Y z, z = R^-1 S^T g, u = R^-T ((D + gamma Y^T Y) z - gamma Y^T g),
+        R the upper triangle of S^T Y in time order and D its diagonal (N&W eq. 7.24)."""
+        order = (self.head[:, None] + torch.arange(self.size, device=g.device)) % self.size  # (S, m) time order
+        valid = torch.arange(self.size, device=g.device)[None] < self.count[:, None]
+        both = valid[:, :, None] & valid[:, None, :]
+        sy = _reorder(self.sy, order)
+        yy = torch.where(both, _reorder(self.yy, order), 0.0)
+        eye = torch.eye(self.size, dtype=g.dtype, device=g.device).expand_as(sy)
+        r = torch.where(both, torch.triu(sy), eye)
+        diag = torch.where(valid, torch.diagonal(sy, dim1=1, dim2=2), 0.0)
+        a = torch.where(valid, torch.gather(torch.bmm(self.s, g[:, :, None])[:, :, 0], 1, order), 0.0)
+        b = torch.where(valid, torch.gather(torch.bmm(self.y, g[:, :, None])[:, :, 0], 1, order), 0.0)
+        gamma = self.gamma[:, None]
+        z = torch.linalg.solve_triangular(r, a[:, :, None], upper=True)
+        rhs = diag[:, :, None] * z + gamma[:, :, None] * torch.bmm(yy, z) - gamma[:, :, None] * b[:, :, None]
+        u = torch.linalg.solve_triangular(r.transpose(1, 2), rhs, upper=False)
+        u_phys, z_phys = (torch.zeros_like(a).scatter_(1, order, v[:, :, 0]) for v in (u, z))
+        return (gamma * g + torch.bmm(u_phys[:, None], self.s)[:, 0]
+                - gamma * torch.bmm(z_phys[:, None], self.y)[:, 0])
+
+
+def _reorder(m: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """m[s][order[s]][:, order[s]] for each member s: a (S, k, k) matrix of physical slots in time order."""
+    rows = torch.gather(m, 1, order[:, :, None].expand(-1, -1, m.shape[2]))
+    return torch.gather(rows, 2, order[:, None, :].expand(-1, m.shape[1], -1))
