@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from cpikan import problems as registry
 from cpikan.config import ConfigError, RunConfig
 from cpikan.losses import PhysicsLoss, ProblemParameters
 from cpikan.models import build_network
@@ -152,22 +153,35 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join([HEADER, "-" * len(HEADER), *map(format_row, rows)])
 
 
+# the options each benchmark takes (besides --device)
+OPTIONS = {"derivatives": ("points", "repeats", "dims"), "gpu": ("smoke",),
+           "seeds": ("members", "problems", "epochs", "lbfgs")}
+
+
 def main(what: str, device: str | None = None, points: str | None = None, repeats: int | None = None,
-         dims: str | None = None, smoke: bool = False) -> int:
+         dims: str | None = None, smoke: bool = False, members: str | None = None, problems: str | None = None,
+         epochs: int | None = None, lbfgs: int | None = None) -> int:
     """Entry point of `cpikan bench`: runs the benchmark `what`, printing its table row by row, and
-    returns the exit status. Arguments left at None take the benchmark's defaults; `smoke` and the
-    sizes (`points`, `repeats`, `dims`) belong to one benchmark each."""
+    returns the exit status. Arguments left at None take the benchmark's defaults; each of the
+    others belongs to one benchmark (`OPTIONS`)."""
+    if what not in OPTIONS:
+        raise ConfigError(f"bench {what!r} is not valid; choose one of {', '.join(map(repr, OPTIONS))}")
+    given = {"points": points, "repeats": repeats, "dims": dims, "smoke": smoke or None, "members": members,
+             "problems": problems, "epochs": epochs, "lbfgs": lbfgs}
+    foreign = [f"--{k}" for k, v in given.items() if v is not None and k not in OPTIONS[what]]
+    if foreign:
+        raise ConfigError(f"{', '.join(foreign)} is not an option of `cpikan bench {what}`; its options: "
+                          f"{', '.join('--' + k for k in OPTIONS[what])}")
     if what == "gpu":
-        given = [f"--{k}" for k, v in (("points", points), ("repeats", repeats), ("dims", dims)) if v is not None]
-        if given:
-            raise ConfigError(f"{', '.join(given)} set the sizes of `cpikan bench derivatives`; `cpikan bench gpu` "
-                              "has its own (--smoke: tiny ones)")
         return gpu_check(device or "cuda", smoke)
-    if what != "derivatives":
-        raise ConfigError(f"bench {what!r} is not valid; choose 'derivatives' or 'gpu'")
-    if smoke:
-        raise ConfigError("--smoke belongs to `cpikan bench gpu`; size `cpikan bench derivatives` with --points, "
-                          "--dims and --repeats")
+    if what == "seeds":
+        from cpikan.bench_seeds import MEMBERS, PROBLEMS, seed_table
+
+        names = problems.split(",") if problems else PROBLEMS
+        for name in names:
+            registry.check(name)
+        return seed_table(names, _ints(members, "members") if members else MEMBERS, epochs or 100,
+                          100 if lbfgs is None else lbfgs, device or "auto")
     repeats = 10 if repeats is None else repeats
     dims_, points_ = _ints(dims or "1,2,3", "dims"), _ints(points or "2000,10000,50000", "points")
     dev = pick_device(device or "auto")
@@ -193,8 +207,9 @@ def _ints(text: str, what: str) -> list[int]:
 @dataclass(frozen=True)
 class CheckSizes:
     """Sizes of `gpu_check`: AMP rows (Adam epochs on the `amp_profile` sizes of each problem), the
-    derivatives bench (dims x points, network, compile backend), and the Adam epochs timed of the
-    paper's diffusion setup (the full profile)."""
+    derivatives bench (dims x points, network, compile backend), the Adam epochs timed of the
+    paper's diffusion setup (the full profile), and the seeds bench (S members batched against S
+    separate runs, `seed_epochs` Adam epochs at the quick sizes)."""
 
     amp_profile: str
     amp_epochs: int
@@ -205,13 +220,17 @@ class CheckSizes:
     degree: int
     backend: str
     diffusion_epochs: int
+    seed_members: tuple[int, ...]
+    seed_epochs: int
 
 
 # Sized to stay under 8 minutes on one H100/H200 (compiling takes most of it); smoke: seconds on a CPU.
 GPU_SIZES = CheckSizes(amp_profile="quick", amp_epochs=300, dims=(3,), points=(10_000, 50_000, 200_000), repeats=20,
-                       hidden=(32, 32, 32), degree=5, backend="inductor", diffusion_epochs=500)
+                       hidden=(32, 32, 32), degree=5, backend="inductor", diffusion_epochs=500, seed_members=(1, 64),
+                       seed_epochs=50)
 SMOKE_SIZES = CheckSizes(amp_profile="smoke", amp_epochs=3, dims=(1,), points=(48,), repeats=2, hidden=(4,), degree=3,
-                         backend="aot_eager", diffusion_epochs=3)
+                         backend="aot_eager", diffusion_epochs=3, seed_members=(2,), seed_epochs=2)
+SEED_PROBLEMS = ("poisson1d", "helmholtz2d")
 AMP_PROBLEMS = ("helmholtz2d", "poisson3d")
 AMP_MODES = ("none", "bf16", "fp16")
 CHECK_HEADER = f"{'check':<11} {'problem':<15} {'setting':<18} {'points':>8} {'ms/epoch':>9} {'peak MB':>8}  note"
@@ -219,8 +238,9 @@ CHECK_HEADER = f"{'check':<11} {'problem':<15} {'setting':<18} {'points':>8} {'m
 
 def gpu_check(device: str = "cuda", smoke: bool = False) -> int:
     """Print one table: AMP none/bf16/fp16 time per epoch and peak memory on helmholtz2d and
-    poisson3d, the derivatives bench (autograd, taylor, compiled), and the time per epoch of the
-    paper's diffusion setup (``--profile full``). A row that fails says so, with its traceback on
+    poisson3d, the derivatives bench (autograd, taylor, compiled), the time per epoch of the
+    paper's diffusion setup (``--profile full``), and seed batching: member-steps per second of S
+    seeds in one batched run against S separate runs (`cpikan.bench_seeds`). A row that fails says so, with its traceback on
     stderr, and the others still run. Returns 0, or 1 when a row failed.
 
     Raises ConfigError when `device` is CUDA and there is none: the check never falls back to the
@@ -239,7 +259,9 @@ def gpu_check(device: str = "cuda", smoke: bool = False) -> int:
             *(({"check": "derivatives", "problem": f"poisson{d}d bench", "points": n},
                lambda d=d, n=n: _derivative_rows(d, n, dev, sizes)) for d in sizes.dims for n in sizes.points),
             ({"check": "diffusion", "problem": "diffusion1d", "setting": "full profile"},
-             lambda: _diffusion_row(dev, sizes))]
+             lambda: _diffusion_row(dev, sizes)),
+            *(({"check": "seeds", "problem": p, "setting": f"S={m} batched"}, lambda p=p, m=m: _seed_row(p, m, dev, sizes))
+              for p in SEED_PROBLEMS for m in sizes.seed_members)]
     failed = []
     for stub, measure in rows:
         try:
@@ -281,6 +303,15 @@ def _diffusion_row(dev: torch.device, sizes: CheckSizes) -> list[dict]:
         {"train.epochs": sizes.diffusion_epochs})
     return [{"check": "diffusion", "problem": "diffusion1d", "setting": "full profile"}
             | _timed(cfg, f"first {sizes.diffusion_epochs} Adam epochs of the full run")]
+
+
+def _seed_row(problem: str, members: int, dev: torch.device, sizes: CheckSizes) -> list[dict]:
+    from cpikan.bench_seeds import seed_row
+
+    r = seed_row(problem, members, "adam", sizes.seed_epochs, 0, str(dev))
+    return [{"check": "seeds", "problem": problem, "setting": f"S={members} batched", "ms": r.ms_per_epoch,
+             "note": f"{r.speedup:.1f}x the member-steps/s of {members} separate runs ({r.batched:.0f} against "
+                     f"{r.separate:.0f}), {sizes.seed_epochs} Adam epochs at the quick sizes"}]
 
 
 def _timed(cfg: RunConfig, what: str) -> dict:

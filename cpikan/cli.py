@@ -78,7 +78,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from cpikan import bench
 
     return bench.main(args.what, device=args.device, points=args.points, repeats=args.repeats, dims=args.dims,
-                      smoke=args.smoke)
+                      smoke=args.smoke, members=args.members, problems=args.problems, epochs=args.epochs,
+                      lbfgs=args.lbfgs)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -116,13 +117,18 @@ def parser() -> argparse.ArgumentParser:
                    help="render: execute each notebook for its checked output, even when it has one")
     s.set_defaults(func=_cmd_study)
 
-    b = sub.add_parser("bench", help="benchmarks that print figures; `gpu` is the device check (tools/gpu-check.sh)")
-    b.add_argument("what", choices=("derivatives", "gpu"))
+    b = sub.add_parser("bench", help="benchmarks that print figures: `derivatives` (engines), `seeds` (batched "
+                                     "seeds against separate runs); `gpu` is the device check (tools/gpu-check.sh)")
+    b.add_argument("what", choices=("derivatives", "gpu", "seeds"))
     b.add_argument("--device", help="derivatives: default auto; gpu: default cuda, never the CPU unless named")
     b.add_argument("--points", help="derivatives: comma-separated point counts (default 2000,10000,50000)")
     b.add_argument("--dims", help="derivatives: comma-separated input dimensions (default 1,2,3)")
     b.add_argument("--repeats", type=int, help="derivatives: timed steps per cell, median reported (default 10)")
     b.add_argument("--smoke", action="store_true", help="gpu: tiny sizes, seconds (a test of the check itself)")
+    b.add_argument("--members", help="seeds: comma-separated seed counts S (default 1,2,4,8,16)")
+    b.add_argument("--problems", help="seeds: comma-separated problems (default poisson1d,helmholtz2d,diffusion1d)")
+    b.add_argument("--epochs", type=int, help="seeds: Adam epochs per run (default 100)")
+    b.add_argument("--lbfgs", type=int, help="seeds: L-BFGS iterations of the whole runs (default 100)")
     b.set_defaults(func=_cmd_bench)
     return p
 
