@@ -27,8 +27,9 @@ class PhysicsLoss:
     """Evaluates each loss term of `problem` for the S members of network `net` with derivative `engine`.
 
     `params` holds the problem's constants and trainable unknowns (see `ProblemParameters`).
-    Interior, condition and observation points go through the network in one pass (the engine
-    carries the derivatives for all of them; the terms then read their own points from it). With
+    Interior and periodic points go through the network in one pass of the derivative engine,
+    the points whose terms read values only (Dirichlet, initial, observations) in a plain one (see
+    `terms`). With
     ``engine="taylor"`` the loss learns at construction what the residual reads (one evaluation on
     three points, `cpikan.derivatives.discover_plan`) and what each periodic condition reads (u
     and u_x[axis]), so every evaluation is a single forward pass carrying only that.
@@ -75,33 +76,48 @@ class PhysicsLoss:
             return self.residual(x).detach()
 
     def terms(self, points: PointSets, pde_x: torch.Tensor | None = None,
-              boundary: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+              groups: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Mean squared residual per term and member, each (S,); `pde_x` (S, n, d) replaces the
-        interior points (a mini-batch), `boundary` is ``points.boundary()`` when the caller keeps it."""
+        interior points (a mini-batch), `groups` is ``points.groups()`` when the caller keeps it.
+
+        One derivative pass carries the interior and the periodic pairs; the points whose terms read
+        values only go through a plain forward pass, unless they are at most 1/`MERGE` of the
+        interior points: then they ride along in the derivative pass, which costs less than a pass
+        of their own.
+        """
         pde_x = points.pde if pde_x is None else pde_x
-        boundary = points.boundary() if boundary is None else boundary
+        paired, valued = points.groups() if groups is None else groups
         s, n_pde, dim = pde_x.shape
-        every = torch.cat([pde_x, boundary], dim=1) if boundary.shape[1] else pde_x
-        d = self._derivatives(every.reshape(-1, dim))
+        merge = valued.shape[1] * MERGE <= n_pde
+        jet_x = torch.cat([pde_x, paired, *([valued] if merge else [])], dim=1) if paired.shape[1] or merge else pde_x
+        d = self._derivatives(jet_x.reshape(-1, dim))
         interior = d.part(0, n_pde, pde_x.reshape(-1, dim), self.params.as_dict())
         out = {"pde": _mse(self._residual(interior).view(s, n_pde))}
-        u = d.u.view(s, -1)
-        at, by_term = n_pde, {}
+        u_jet = d.u.view(s, -1)
+        if merge:
+            u_valued = u_jet[:, n_pde + paired.shape[1]:]
+        else:
+            u_valued = self.net(valued.reshape(-1, dim)).view(s, -1) if valued.shape[1] else valued[..., 0]
+        at_paired, at_valued, by_term = n_pde, 0, {}
         for cp in points.conditions:
             n = cp.x.shape[1]
             if cp.pair is None:
-                residual = u[:, at:at + n] - cp.target
+                residual = u_valued[:, at_valued:at_valued + n] - cp.target
+                at_valued += n
             else:
                 u_a = d.u_x[cp.condition.axis].view(s, -1)
-                lo, hi = slice(at, at + n), slice(at + n, at + 2 * n)
-                residual = torch.cat([u[:, lo] - u[:, hi], u_a[:, lo] - u_a[:, hi]], dim=1)
-            at += n if cp.pair is None else 2 * n
+                lo, hi = slice(at_paired, at_paired + n), slice(at_paired + n, at_paired + 2 * n)
+                residual = torch.cat([u_jet[:, lo] - u_jet[:, hi], u_a[:, lo] - u_a[:, hi]], dim=1)
+                at_paired += 2 * n
             by_term.setdefault(cp.condition.term, []).append(residual)
         for term, parts in by_term.items():
             out[term] = _mse(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
         if points.data_x is not None:
-            out["data"] = _mse(u[:, at:] - points.data_u)
+            out["data"] = _mse(u_valued[:, at_valued:] - points.data_u)
         return out
+
+
+MERGE = 16  # value-only points ride along in the derivative pass when at most 1/MERGE of the interior ones
 
 
 class ProblemParameters(torch.nn.Module):

@@ -8,8 +8,9 @@ every member side by side: one batched evaluation serves every member that needs
 
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Generator, Sequence
 
 import torch
@@ -73,10 +74,11 @@ class _Member:
     iterations: int = 0
     done: bool = False
     reason: str = ""
-    search: Generator | None = None
-    trial: float = 0.0
+    search: Generator | None = None  # its line search, while one runs
+    trial: float = 0.0  # the step its line search asks to evaluate next
+    start: int | None = None  # the round of its line search's first evaluation
+    fresh: bool = False  # at a new iterate: takes a direction next
     prev_f: float = math.nan
-    history: list = field(default_factory=list)
 
 
 def _cubic_interpolate(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float,
@@ -170,11 +172,13 @@ class MemberLBFGS:
     Wright eq. (7.24) with H_0 = gamma I, instead of the two-loop recursion: the same matrix, a handful
     of batched products instead of 4 per stored pair, so the rounding differs from torch's.
 
-    The members move in lock step: each round of evaluations serves every member whose line search
-    wants a point (the others are evaluated where they stand and ignored), and each round reads
-    back S losses and directional derivatives. `evaluate(x)` takes the points (S, P) and returns the
-    losses (S,) and gradients (S, P). A member whose loss or directional derivative turns non-finite
-    stops there (reason ``"nonfinite"``), at its last iterate, whose loss was finite.
+    The members do not wait for each other: every round of evaluations serves each member that is
+    not done, at the point its own line search asks for (a member whose line search has just
+    accepted a step first takes its next direction), so a run takes as many rounds as its busiest
+    member has evaluations. Each round reads back S losses and directional derivatives. `evaluate(x,
+    evaluated)` takes the points (S, P) and which members' values count, and returns the losses (S,)
+    and gradients (S, P). A member whose loss or directional derivative turns non-finite stops there
+    (reason ``"nonfinite"``), at its last iterate, whose loss was finite.
     """
 
     def __init__(self, max_iter: int, max_eval: int | None = None, history_size: int = 50,
@@ -186,94 +190,108 @@ class MemberLBFGS:
     def run(self, x: torch.Tensor, evaluate: Callable[[torch.Tensor, list[bool]], tuple[torch.Tensor, torch.Tensor]],
             active: Sequence[bool]) -> tuple[torch.Tensor, LBFGSOutcome]:
         """Minimize from x (S, P) for the `active` members (the others keep their x); returns the
-        final points and the outcome. `evaluate(points, evaluated)` is told which members' values
-        count; it may raise to end every member's run (the points so far are then lost to it)."""
+        final points and the outcome. `evaluate` may raise to end every member's run."""
         x = x.clone()
-        s_count, size = x.shape
-        members = [_Member(done=not a, reason="inactive" if not a else "") for a in active]
-        memory = _Memory(s_count, size, self.history_size, x)
+        count = x.shape[0]
+        members = [_Member(done=not a, reason="" if a else "inactive") for a in active]
+        memory = _Memory(count, x.shape[1], self.history_size, x)
         f, g = evaluate(x, [not m.done for m in members])
         first = torch.stack([f, g.abs().amax(1), g.abs().sum(1)]).tolist()
         for i, m in enumerate(members):
-            if m.done:
-                continue
-            m.f, m.evals = first[0][i], 1
-            if not math.isfinite(m.f):
-                m.done, m.reason = True, "nonfinite"
-            elif first[1][i] <= self.tolerance_grad:
-                m.done, m.reason = True, "tolerance_grad"
-        g_prev, d, t_vec = g.clone(), torch.zeros_like(x), torch.zeros(s_count, dtype=x.dtype, device=x.device)
-        while not all(m.done for m in members):
-            going = torch.tensor([not m.done for m in members], device=x.device)
-            memory.update(g - g_prev, d * t_vec[:, None], going & (t_vec != 0))
-            d = torch.where(going[:, None], -memory.apply(g), d)
-            g_prev = g.clone()
-            gtd = (g * d).sum(1)
-            stats = torch.stack([gtd, d.abs().amax(1)]).tolist()
+            if not m.done:
+                m.f, m.evals, m.fresh = first[0][i], 1, True
+                self._stop_if(m, not math.isfinite(m.f), "nonfinite") or self._stop_if(
+                    m, first[1][i] <= self.tolerance_grad, "tolerance_grad")
+        d, g_prev = torch.zeros_like(x), g.clone()
+        t_last = torch.zeros(count, dtype=x.dtype, device=x.device)
+        rounds: dict[int, torch.Tensor] = {}  # round -> the gradients it evaluated (what line searches may accept)
+        for round_ in itertools.count():
+            fresh = [m.fresh and not m.done for m in members]
+            if any(fresh):
+                d, g_prev = self._directions(members, fresh, memory, g, g_prev, d, t_last, first[2])
+            searching = [m.search is not None for m in members]
+            if not any(searching):
+                break
+            trial = torch.tensor([m.trial if s else 0.0 for m, s in zip(members, searching)], dtype=x.dtype,
+                                 device=x.device)
+            f_new, g_new = evaluate(x + trial[:, None] * d, searching)
+            rounds[round_] = g_new
+            read = torch.stack([f_new, (g_new * d).sum(1)]).tolist()
+            accepted = [None] * count
             for i, m in enumerate(members):
-                if m.done:
-                    continue
-                m.iterations += 1
-                m.prev_f = m.f
-                t0 = min(1.0, 1.0 / first[2][i]) if m.iterations == 1 else 1.0
-                if stats[0][i] > -self.tolerance_change:
-                    m.done, m.reason, m.t = True, "tolerance_change", 0.0
-                    continue
-                m.search = strong_wolfe(m.f, stats[0][i], t0, stats[1][i], self.max_eval - m.evals)
-                m.trial = m.search.send(None)
-            x, g, t_vec = self._line_search(x, g, d, members, evaluate)
-            self._check(members, g, d, t_vec)
+                if searching[i]:
+                    accepted[i] = self._advance(m, read[0][i], read[1][i], round_)
+            if any(a is not None for a in accepted):
+                x, g, t_last = self._accept(members, accepted, x, g, d, t_last, rounds)
+            oldest = min([m.start for m in members if m.search is not None], default=round_ + 1)
+            rounds = {r: v for r, v in rounds.items() if r >= oldest}
         return x, LBFGSOutcome([m.evals for m in members], [m.iterations for m in members],
                                [m.reason for m in members])
 
-    def _line_search(self, x: torch.Tensor, g: torch.Tensor, d: torch.Tensor, members: list[_Member],
-                     evaluate: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rounds of batched evaluations until every searching member has accepted a step; then each
-        moves to x + t d with the loss and gradient of its accepted point."""
-        grads = [g]
-        searching = [m.search is not None for m in members]
-        accepted: list[tuple[float, int, float]] = [(m.f, -1, 0.0) for m in members]
-        while any(searching):
-            trial = torch.tensor([m.trial if s else 0.0 for m, s in zip(members, searching)], dtype=x.dtype,
-                                 device=x.device)
-            f, g_new = evaluate(x + trial[:, None] * d, searching)
-            grads.append(g_new)
-            read = torch.stack([f, (g_new * d).sum(1)]).tolist()
-            for i, m in enumerate(members):
-                if not searching[i]:
-                    continue
-                m.evals += 1
-                if not (math.isfinite(read[0][i]) and math.isfinite(read[1][i])):
-                    m.done, m.reason, m.search, searching[i] = True, "nonfinite", None, False
-                    continue
-                try:
-                    m.trial = m.search.send((read[0][i], read[1][i], len(grads) - 1))
-                except StopIteration as end:
-                    f_i, ref, t, _ = end.value
-                    accepted[i] = (f_i, ref, t)
-                    m.search, searching[i] = None, False
-        refs = torch.tensor([max(ref, 0) for _, ref, _ in accepted], device=x.device)  # -1, the start: grads[0]
-        g = torch.stack(grads)[refs, torch.arange(len(members), device=x.device)]
-        t_vec = torch.tensor([t for _, _, t in accepted], dtype=x.dtype, device=x.device)
-        for m, (f_i, _, t) in zip(members, accepted):
-            if not m.done:
-                m.f, m.t = f_i, t
-        return x + t_vec[:, None] * d, g, t_vec
+    @staticmethod
+    def _stop_if(m: _Member, hit: bool, reason: str) -> bool:
+        if hit:
+            m.done, m.reason, m.search = True, reason, None
+        return hit
 
-    def _check(self, members: list[_Member], g: torch.Tensor, d: torch.Tensor, t_vec: torch.Tensor) -> None:
-        """torch.optim.LBFGS's stopping tests, after an iteration, per member."""
-        stats = torch.stack([g.abs().amax(1), (d * t_vec[:, None]).abs().amax(1)]).tolist()
+    def _directions(self, members: list[_Member], fresh: list[bool], memory: "_Memory", g: torch.Tensor,
+                    g_prev: torch.Tensor, d: torch.Tensor, t_last: torch.Tensor,
+                    l1: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next direction d = -H g of the `fresh` members (their curvature pair stored first),
+        and the start of their line searches."""
+        mask = torch.tensor(fresh, device=g.device)
+        memory.update(g - g_prev, d * t_last[:, None], mask & (t_last != 0))
+        d = torch.where(mask[:, None], -memory.apply(g), d)
+        g_prev = torch.where(mask[:, None], g, g_prev)
+        stats = torch.stack([(g * d).sum(1), d.abs().amax(1)]).tolist()
         for i, m in enumerate(members):
-            if m.done:
+            if not fresh[i]:
                 continue
+            m.fresh, m.iterations, m.prev_f = False, m.iterations + 1, m.f
+            if self._stop_if(m, stats[0][i] > -self.tolerance_change, "tolerance_change"):
+                continue
+            t0 = min(1.0, 1.0 / l1[i]) if m.iterations == 1 else 1.0
+            m.search = strong_wolfe(m.f, stats[0][i], t0, stats[1][i], self.max_eval - m.evals)
+            m.trial = m.search.send(None)
+        return d, g_prev
+
+    def _advance(self, m: _Member, f: float, gtd: float, round_: int) -> tuple[float, int, float] | None:
+        """Feed a member's line search its evaluation; the (f, round, t) it accepts, if it ends."""
+        m.evals += 1
+        if m.start is None:
+            m.start = round_
+        if self._stop_if(m, not (math.isfinite(f) and math.isfinite(gtd)), "nonfinite"):
+            return None
+        try:
+            m.trial = m.search.send((f, gtd, round_))
+        except StopIteration as end:
+            f_accepted, ref, t, _ = end.value
+            m.search, m.start = None, None
+            return f_accepted, ref, t
+        return None
+
+    def _accept(self, members: list[_Member], accepted: list, x: torch.Tensor, g: torch.Tensor, d: torch.Tensor,
+                t_last: torch.Tensor, rounds: dict[int, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Move the members whose line search ended to x + t d, with the loss and gradient of the point
+        it accepted (ref -1: where it started), then apply torch.optim.LBFGS's stopping tests."""
+        now = [a is not None for a in accepted]
+        mask = torch.tensor(now, device=x.device)
+        steps = torch.tensor([a[2] if a else 0.0 for a in accepted], dtype=x.dtype, device=x.device)
+        grads = torch.stack([rounds[a[1]][i] if a and a[1] >= 0 else g[i] for i, a in enumerate(accepted)])
+        x = x + steps[:, None] * d
+        g = torch.where(mask[:, None], grads, g)
+        t_last = torch.where(mask, steps, t_last)
+        stats = torch.stack([g.abs().amax(1), (d * steps[:, None]).abs().amax(1)]).tolist()
+        for i, m in enumerate(members):
+            if not now[i]:
+                continue
+            m.f, m.t, m.fresh = accepted[i][0], accepted[i][2], True
             tests = (("max_iter", m.iterations == self.max_iter), ("max_eval", m.evals >= self.max_eval),
                      ("tolerance_grad", stats[0][i] <= self.tolerance_grad),
                      ("tolerance_change", stats[1][i] <= self.tolerance_change),
                      ("tolerance_change", abs(m.f - m.prev_f) < self.tolerance_change))
-            for reason, hit in tests:
-                if hit:
-                    m.done, m.reason = True, reason
-                    break
+            any(self._stop_if(m, hit, reason) for reason, hit in tests)
+        return x, g, t_last
 
 
 class _Memory:

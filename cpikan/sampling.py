@@ -105,14 +105,16 @@ class PointSets:
         return PointSets(cast(self.pde), [c.to(device, dtype) for c in self.conditions],
                          cast(self.data_x), cast(self.data_u))
 
-    def boundary(self) -> torch.Tensor:
-        """Every point but the interior ones, per member, in a fixed order: each condition's x (and
-        pair), then the observations; shape (S, n, d), n possibly 0. `cpikan.losses.PhysicsLoss`
-        evaluates them in one pass with the interior points."""
-        parts = [p for c in self.conditions for p in (c.x, c.pair) if p is not None]
-        if self.data_x is not None:
-            parts.append(self.data_x)
-        return torch.cat(parts, dim=1) if parts else self.pde[:, :0]
+    def groups(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every condition's and observation's points per member, by what their terms read: the
+        periodic pairs (each condition's x, then its pair), whose terms read derivatives, and the
+        others (Dirichlet and initial points, then the observations), whose terms read values only;
+        shapes (S, n_p, d) and (S, n_v, d), either possibly of 0 points. `cpikan.losses.PhysicsLoss`
+        reads them in this order."""
+        paired = [p for c in self.conditions if c.pair is not None for p in (c.x, c.pair)]
+        valued = [c.x for c in self.conditions if c.pair is None] + ([self.data_x] if self.data_x is not None else [])
+        empty = self.pde[:, :0]
+        return (torch.cat(paired, dim=1) if paired else empty), (torch.cat(valued, dim=1) if valued else empty)
 
 
 def sample_points(problem: Problem, n_pde: int, n_bc: int, n_ic: int, gens: Sequence[torch.Generator],

@@ -157,14 +157,14 @@ class Trainer:
 
     # ------------------------------------------------------------ Adam phase
 
-    def _adam_step(self, batch: torch.Tensor, boundary: torch.Tensor, lr: float | torch.Tensor,
+    def _adam_step(self, batch: torch.Tensor, groups: tuple[torch.Tensor, torch.Tensor], lr: float | torch.Tensor,
                    first: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step of the live members on `batch` (S, B, d); returns the terms (T, S) in the
         order of the balancer's weights,
         the pre-clip gradient norms (S,) and which members stepped (S,)."""
         s = self.s
         with s.precision.autocast():
-            terms = self._terms(self.points, batch, boundary)
+            terms = self._terms(self.points, batch, groups)
         loss = total(terms, s.balancer.weights)
         finite = torch.isfinite(loss.detach()) & self.live
         if first:
@@ -194,7 +194,7 @@ class Trainer:
         self._consecutive = torch.zeros_like(self.epochs_run)
         self._emitted = [-1] * self.members
         self._carry: list[tuple[Row, dict]] = []
-        boundary = self.points.boundary()
+        groups = self.points.groups()
         names = list(s.balancer.weights)
         bar = progress_bar(self.epochs, "adam", self.progress)
         points_seen = 0
@@ -204,7 +204,7 @@ class Trainer:
                 lr = s.schedule.lr_at(epoch)
                 sums, steps, top = 0.0, 0.0, None
                 for i, batch in enumerate(s.sampler.batches(epoch)):
-                    terms, norm, stepped = self._adam_step(batch, boundary, lr, first=i == 0)
+                    terms, norm, stepped = self._adam_step(batch, groups, lr, first=i == 0)
                     sums = sums + torch.where(stepped, terms, 0.0)
                     steps = steps + stepped
                     bounded = torch.where(stepped, norm, -math.inf)
@@ -296,9 +296,9 @@ class Trainer:
         weights = {t: w.clone() for t, w in self.s.balancer.weights.items()}
         sizes = [p.shape[1] for p in self.params]
         start, scoring = time.perf_counter(), self.eval_time_s
-        counts = [0] * self.members
+        counts = [0] * self.members  # evaluations per member
         interior = self.s.sampler.points.to(self.points.pde.dtype)
-        boundary = self.points.boundary()
+        groups = self.points.groups()
         names = list(weights)
 
         def evaluate(x: torch.Tensor, evaluated: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,7 +307,7 @@ class Trainer:
                     p.copy_(part)
             for p in self.params:
                 p.grad = None
-            terms = self.loss.terms(self.points, interior, boundary)
+            terms = self.loss.terms(self.points, interior, groups)
             loss = total(terms, weights)
             loss.sum().backward()
             elapsed = self._training_time(start, scoring)
@@ -340,13 +340,12 @@ class Trainer:
             reasons = result.reasons
         except StopTraining:
             reasons = ["stopped" if a else "" for a in active]
-        elapsed = self._training_time(start, scoring)
         for m, out in enumerate(self.outcomes):
             out.lbfgs_iterations = counts[m]
             if reasons[m] in ("nonfinite", "stopped"):
                 out.stop_reason = reasons[m]
-            if active[m]:
-                out.lbfgs_time_s = elapsed
+            if counts[m]:  # until its last evaluation: the members do not wait for each other
+                out.lbfgs_time_s = self.history.last(m, "time_s") - out.adam_time_s
         self._score_last_rows("lbfgs")
 
     def fit(self, lbfgs_iterations: int = 0, lbfgs_dtype: torch.dtype | None = None) -> list[TrainOutcome]:

@@ -41,12 +41,15 @@ def test_bad_arguments_are_config_errors():
         bench.main("derivatives", device="cpu", points="2000,many")
     with pytest.raises(cpikan.ConfigError, match="choose from 1, 2, 3"):
         bench.derivative_rows(dims=(4,), points=(8,))
-    with pytest.raises(cpikan.ConfigError, match="'memory' is not valid; choose 'derivatives' or 'gpu'"):
+    with pytest.raises(cpikan.ConfigError, match="'memory' is not valid; choose one of 'derivatives', 'gpu', 'seeds'"):
         bench.main("memory")
-    with pytest.raises(cpikan.ConfigError, match="--points, --dims set the sizes of `cpikan bench derivatives`"):
+    with pytest.raises(cpikan.ConfigError, match="--points, --dims is not an option of `cpikan bench gpu`; its "
+                                                 "options: --smoke"):
         bench.main("gpu", device="cpu", points="1000", dims="3")
-    with pytest.raises(cpikan.ConfigError, match="--smoke belongs to `cpikan bench gpu`"):
+    with pytest.raises(cpikan.ConfigError, match="--smoke is not an option of `cpikan bench derivatives`"):
         bench.main("derivatives", device="cpu", smoke=True)
+    with pytest.raises(cpikan.ConfigError, match="unknown problem 'poisson9d'"):
+        bench.main("seeds", device="cpu", problems="poisson9d")
     with pytest.raises(cpikan.ConfigError, match="device='auto' is not valid for the GPU check; choose 'cuda'"):
         bench.main("gpu", device="auto", smoke=True)
 

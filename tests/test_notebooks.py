@@ -63,7 +63,7 @@ def test_a_reproduction_notebook_states_its_reference_numbers_and_differences(na
 def test_the_parameters_cell_declares_the_study_parameters_with_help(tmp_path):
     path = notebooks.write(get("amp"), tmp_path)
     declared = papermill.inspect_notebook(str(path))
-    assert list(declared) == ["profile", "seeds", "problems", "device", "results_dir", "threads", "resume"]
+    assert list(declared) == ["profile", "seeds", "first_seed", "problems", "device", "results_dir", "threads", "resume"]
     assert declared["seeds"]["inferred_type_name"] == "Optional[int]"
     assert declared["profile"]["default"] == '"smoke"'
     assert declared["results_dir"]["help"] == "results root: runs go to <results_dir>/<profile>/runs/amp/"

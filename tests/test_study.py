@@ -20,7 +20,7 @@ from cpikan.study.registry import BASELINE
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-DECLARED = ["profile", "seeds", "problems", "device", "results_dir", "threads", "resume"]
+DECLARED = ["profile", "seeds", "first_seed", "problems", "device", "results_dir", "threads", "resume"]
 
 
 # ---------------------------------------------------------------- registry
@@ -182,7 +182,7 @@ def test_entries_are_found_by_name_and_each_command_takes_its_own():
 # ---------------------------------------------------------------- notebook parameters
 
 def _namespace(**changes):
-    values = {"profile": "smoke", "seeds": None, "problems": None, "device": "cpu", "results_dir": "x",
+    values = {"profile": "smoke", "seeds": None, "first_seed": 0, "problems": None, "device": "cpu", "results_dir": "x",
               "threads": None, "resume": False}
     return {"In": [""], "Out": {}, "_": None, "Optional": object(), "study": study, **values, **changes}
 
@@ -192,11 +192,11 @@ def test_notebook_parameters_are_read_from_globals():
     assert (params.seed_count, params.problem_list) == (2, ["helmholtz2d"])
     assert study.parameters("grad_clip", _namespace()).problem_list == ["poisson1d"]
     reproduction = study.parameters("wang2021_helmholtz", _namespace(profile="quick"))
-    assert (reproduction.seed_count, reproduction.problem_list) == (3, ["helmholtz2d"])
+    assert (reproduction.seed_count, reproduction.problem_list) == (10, ["helmholtz2d"])
 
 
 def test_unknown_notebook_parameter_is_rejected():
-    with pytest.raises(ConfigError, match=r"unknown notebook parameter 'seed'; valid: profile, seeds, problems"):
+    with pytest.raises(ConfigError, match=r"unknown notebook parameter 'seed'; valid: profile, seeds, first_seed, problems"):
         study.parameters("grad_clip", _namespace(seed=3))
     with pytest.raises(ConfigError, match=r"unknown notebook parameter 'extra'"):
         study.parameters("grad_clip", _namespace(extra={"a": [1, 2.0, None]}))
@@ -232,19 +232,22 @@ def test_missing_notebook_parameter_and_unknown_ablation_are_errors():
 
 @pytest.fixture
 def fake_run(monkeypatch):
-    """Replace training by an instant run that records which variants ran; `fail` and `interrupt_after` steer it."""
+    """Replace training by an instant batched run that records which arms ran (the config of their
+    first seed, and `seeds`, their seeds); `fail` and `interrupt_after` steer it."""
     calls = []
     control = {"fail": None, "interrupt_after": None}
 
-    def run(cfg, progress=False):
+    def run_seeds(cfg, seeds, progress=False):
         if control["interrupt_after"] is not None and len(calls) == control["interrupt_after"]:
             raise KeyboardInterrupt
         calls.append(cfg)
+        control.setdefault("seeds", []).append(list(seeds))
         if control["fail"] and control["fail"](cfg):
             raise RuntimeError(f"boom at grad_clip={cfg.train.grad_clip}")
-        return RunResult(config=resolve(cfg, build_problem(cfg)).to_dict(), metrics={"rel_l2": 0.5})
+        return [RunResult(config=resolve(cfg.override({"seed": seed}), build_problem(cfg)).to_dict(),
+                          metrics={"rel_l2": 0.5}) for seed in seeds]
 
-    monkeypatch.setattr(runner, "run", run)
+    monkeypatch.setattr(runner, "run_seeds", run_seeds)
     return calls, control
 
 
@@ -264,12 +267,22 @@ def test_a_run_that_raises_leaves_a_failed_file_and_the_others_run(tmp_path, fak
     assert failed["config"]["train"]["grad_clip"] == 10.0
 
 
-def test_the_runs_of_one_seed_follow_each_other(tmp_path, fake_run):
-    calls, _ = fake_run
-    runs = study.run_variants(_params(tmp_path, seeds=2), progress=False)
-    assert [(c.train.grad_clip, c.seed) for c in calls] == [(None, 0), (10.0, 0), (1.0, 0), (None, 1), (10.0, 1),
-                                                           (1.0, 1)]
-    assert [(r.variant, r.seed) for r in runs][:3] == [("baseline", 0), ("baseline", 1), ("max_norm_10", 0)]
+def test_each_arm_trains_its_seeds_as_one_batched_run_from_the_first_seed(tmp_path, fake_run):
+    calls, control = fake_run
+    runs = study.run_variants(_params(tmp_path, seeds=2, first_seed=10), progress=False)
+    assert [c.train.grad_clip for c in calls] == [None, 10.0, 1.0]
+    assert control["seeds"] == [[10, 11]] * 3
+    assert [(r.variant, r.seed) for r in runs][:3] == [("baseline", 10), ("baseline", 11), ("max_norm_10", 10)]
+    assert (tmp_path / "smoke/runs/grad_clip/poisson1d/max_norm_1/seed11.json").is_file()
+
+
+def test_a_resumed_arm_trains_only_its_seeds_without_a_run_file(tmp_path, fake_run):
+    calls, control = fake_run
+    study.run_variants(_params(tmp_path, seeds=2, resume=True), progress=False)
+    (tmp_path / "smoke/runs/grad_clip/poisson1d/max_norm_1/seed0.json").unlink()
+    control["seeds"].clear()
+    study.run_variants(_params(tmp_path, seeds=2, resume=True), progress=False)
+    assert control["seeds"] == [[0]]
 
 
 def test_an_interrupted_batch_resumes_with_only_the_missing_runs(tmp_path, fake_run):
