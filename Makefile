@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# The full profile also runs the reproductions (the quick one keeps its budget for the ablations).
 study: $(STAMP)
 	$(VENV)/bin/cpikan study run --profile $(PROFILE) --jobs 2
+	if [ "$(PROFILE)" = full ]; then $(VENV)/bin/cpikan study reproduce --profile full --jobs 2; fi
 	$(VENV)/bin/cpikan study report --profile $(PROFILE)
 
 test: $(STAMP)

@@ -90,6 +90,9 @@ class ModelConfig:
     norm: str = _field("none", "squash between layers: tanh, or LayerNorm then tanh", choices=("none", "layernorm"))
     init: str = _field("xavier", "initialization of Chebyshev coefficients / linear weights",
                        choices=("xavier", "kaiming", "orthogonal", "small_random"))
+    standardize: bool = _field(False, "inputs standardized, (x - mean) / std of the uniform law on the box (the "
+                               "box to [-sqrt 3, sqrt 3]), in place of model.arch's domain scaling or where it "
+                               "has none, as Wang et al.'s code does")
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,8 @@ class SamplingConfig:
     n_ic: int | None = _sized("points on the initial slice (time-dependent problems)", NON_NEGATIVE, fallback=0)
     adaptive: str = _field("none", "residual-based adaptive collocation", choices=("none", "rar", "rad"))
     adaptive_params: dict = _field({}, "parameters of the chosen adaptive scheme", params_for="sampling.adaptive")
-    batches: dict | None = _field(None, "None, or {count, mode, resample}: several mini-batches per epoch")
+    batches: dict | None = _field(None, "None, or {count, mode, resample, resample_conditions}: several mini-batches "
+                                  "per epoch; fresh interior points, and fresh condition points, every epoch")
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,7 @@ PARAMS: dict[str, dict[str, dict[str, Param]]] = {
     },
     "sampling.batches": {
         "*": {"count": Param(int, 4, POSITIVE), "mode": Param(str, "minibatch", choices=("minibatch", "patches")),
-              "resample": Param(bool, False)},
+              "resample": Param(bool, False), "resample_conditions": Param(bool, False)},
     },
 }
 

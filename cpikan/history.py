@@ -8,6 +8,7 @@ the hot loop never waits on the device. The trainer then `emit`s the rows each m
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping
 
 import torch
@@ -72,3 +73,20 @@ class History:
     def set_last(self, member: int, key: str, value: Any) -> None:
         if self.rows[member].get(key):
             self.rows[member][key][-1] = value
+
+
+def member_row(host: Row, device: dict[str, list], m: int) -> Row:
+    """Member m's history row from a read row (`History.read`), keys in the order of every run's history;
+    host values that are lists hold one value per member."""
+    def at(value):
+        return value[m] if isinstance(value, list) else value
+
+    lr = device["lr"][m] if "lr" in device else host["lr"]
+    norm = device["grad_norm"][m]
+    row = {"epoch": at(host["epoch"]), "phase": host["phase"], "loss": device["loss"][m], "lr": lr,
+           "grad_norm": norm if norm > -math.inf else math.nan, "amp_skipped": int(device["amp_skipped"][m]),
+           "time_s": at(host["time_s"]), "points_per_s": host["points_per_s"],
+           "monitor": device["monitor"][m] if host["monitor"] else None,
+           "rel_l2": device["rel_l2"][m] if at(host["scored"]) else None}
+    row |= {k: v[m] for k, v in device.items() if k.startswith("loss_") or k.endswith("_weight")}
+    return row

@@ -183,18 +183,18 @@ class LearningRateAnnealing(FixedWeights):
     size. Every term other than pde has its own weight, measured against the same pde
     statistic; w_pde keeps its configured value (the reference has none, i.e. 1).
 
-    Reference: S. Wang, Y. Teng, P. Perdikaris, "Understanding and mitigating gradient
-    pathologies in physics-informed neural networks", SIAM J. Sci. Comput. 43 (2021), A3055
-    (arXiv:2001.04536), Algorithm 1, eqs. (40)-(41); code: github.com/PredictiveIntelligenceLab/
+    Reference: S. Wang, Y. Teng, P. Perdikaris, "Understanding and mitigating gradient flow
+    pathologies in physics-informed neural networks", SIAM J. Sci. Comput. 43(5) (2021) A3055,
+    Algorithm 2.1, eqs. (2.30)-(2.31); code: github.com/PredictiveIntelligenceLab/
     GradientPathologiesPINNs, Helmholtz/Helmholtz2D_model_tf.py (one boundary weight) and
     "Klein Gordon/Klein_Gordon_model_tf.py" (separate boundary and initial weights).
 
-    The printed algorithm differs from the code in two places; we follow the code, which
-    produced the published tables. Eq. (40) divides by the mean gradient of L_t, the code by
-    that of the weighted term w_t L_t; eq. (41) with the recommended alpha = 0.9 keeps 10 % of
-    the old weight, the code keeps 90 %. The weighted denominator is what bounds the weight:
-    with r_t = max|grad (w_pde L_pde)| / mean|grad L_t| the code's update reads
-    w <- (1 - keep) r_t / w + keep w, whose fixed point is w_t = sqrt(r_t), while the printed
+    The published algorithm and the code agree: eq. (2.30) divides by the mean gradient of the
+    weighted term w_t L_t, and the recommended alpha = 0.1 keeps 90 % of the old weight. The
+    preprint (arXiv:2001.04536v1, Algorithm 1, eqs. (40)-(41)) printed both otherwise: the
+    unweighted L_t, and alpha = 0.9 keeping 10 %. The weighted denominator is what bounds the
+    weight: with r_t = max|grad (w_pde L_pde)| / mean|grad L_t| the update reads
+    w <- (1 - keep) r_t / w + keep w, whose fixed point is w_t = sqrt(r_t), while the preprint's
     rule settles at r_t itself, which grows without bound as the boundary is fitted and the
     boundary gradient vanishes (on Helmholtz it passed 1e9 within 3,000 steps).
     One more, harmless, difference: the code measures after the optimizer step of an updating

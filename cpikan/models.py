@@ -112,13 +112,19 @@ class Linear(nn.Module):
 
 
 class DomainScaling(nn.Module):
-    """Affine map of the box [lo, hi] to [-1, 1] per coordinate: z = a * x + b, a = 2 / (hi - lo)."""
+    """Affine map of the box [lo, hi] to [-g, g] per coordinate: z = a * x + b, a = 2 g / (hi - lo).
 
-    def __init__(self, lo: Sequence[float], hi: Sequence[float]) -> None:
+    g = 1 (the default) is the domain scaling of the paper (the box to [-1, 1]); g = sqrt 3 is the
+    standardization z = (x - mean) / std by the moments of the uniform law on the box
+    (mean (lo + hi) / 2, std (hi - lo) / sqrt 12), as Wang et al.'s code standardizes its inputs by
+    the moments of 100,000 uniform samples (`STANDARDIZE`).
+    """
+
+    def __init__(self, lo: Sequence[float], hi: Sequence[float], gain: float = 1.0) -> None:
         super().__init__()
         lo_t, hi_t = torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
-        self.register_buffer("scale", 2.0 / (hi_t - lo_t))
-        self.register_buffer("shift", -(hi_t + lo_t) / (hi_t - lo_t))
+        self.register_buffer("scale", 2.0 * gain / (hi_t - lo_t))
+        self.register_buffer("shift", -gain * (hi_t + lo_t) / (hi_t - lo_t))
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {}
@@ -277,13 +283,18 @@ ARCHS = {"scaled_cpikan": Arch(True, kan_layers), "cpikan": Arch(False, kan_laye
 NORMS = {"none": False, "layernorm": True}  # model.norm -> whether a Squash applies LayerNorm before tanh
 
 
+STANDARDIZE = math.sqrt(3.0)  # DomainScaling's gain for standardized inputs: the uniform law's std is (hi - lo) / sqrt 12
+
+
 def build_network(arch: str, lo: Sequence[float], hi: Sequence[float], hidden: Sequence[int],
-                  degree: int, norm: str = "none", init: str = "xavier") -> Network:
+                  degree: int, norm: str = "none", init: str = "xavier", standardize: bool = False) -> Network:
     """The network (one member) for ``model.arch`` on the box [lo, hi] with the given hidden widths,
-    drawn by ``model.init`` from torch's global random state."""
+    drawn by ``model.init`` from torch's global random state. With `standardize` the inputs are
+    standardized (``model.standardize``) instead of scaled or raw: every architecture then starts
+    with the same map, so ``pinn`` is ``scaled_pinn`` and ``cpikan`` is ``scaled_cpikan``."""
     spec = pick(ARCHS, "model.arch", arch)
     widths = [len(lo), *hidden, 1]
-    scaling = [DomainScaling(lo, hi)] if spec.domain_scaling else []
+    scaling = [DomainScaling(lo, hi, STANDARDIZE if standardize else 1.0)] if spec.domain_scaling or standardize else []
     net = Network(scaling + spec.layers(widths, degree, pick(NORMS, "model.norm", norm)), len(lo))
     initialize(net, init)
     return net
@@ -295,7 +306,7 @@ def initial_network(cfg: RunConfig, box: Box) -> Network:
     m = cfg.model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return build_network(m.arch, box.lo, box.hi, m.hidden, m.degree, m.norm, m.init)
+        return build_network(m.arch, box.lo, box.hi, m.hidden, m.degree, m.norm, m.init, m.standardize)
 
 
 def initial_members(cfg: RunConfig, box: Box, seeds: Sequence[int]) -> Network:

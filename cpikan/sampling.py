@@ -190,12 +190,17 @@ class Collocation:
         count: batches per epoch, 1 <= count <= N.
         mode: how the cloud is cut, a key of `BATCHINGS`: "minibatch" or "patches".
         resample: replace the cloud by a fresh draw (`redraw`) at the start of every epoch after the first.
+        resample_conditions: and the condition points too (`conditions`), drawn by `draw_conditions`.
+        draw_conditions: fresh condition points of every member, as the run first drew them
+            (`condition_points`), from the members' generators.
     """
 
     def __init__(self, points: torch.Tensor, box: Box, gens: Sequence[torch.Generator], count: int = 1,
-                 mode: str = "minibatch", resample: bool = False) -> None:
+                 mode: str = "minibatch", resample: bool = False, resample_conditions: bool = False,
+                 draw_conditions: Callable[[], list[ConditionPoints]] | None = None) -> None:
         self.points, self.box, self.gens = points, box, list(gens)
         self.count, self.split, self.resample = count, BATCHINGS[mode], resample
+        self.draw_conditions = draw_conditions if resample_conditions else None
         self.n_base = points.shape[1]
         self.axis = max(range(box.dim), key=lambda a: box.hi[a] - box.lo[a])
 
@@ -206,6 +211,11 @@ class Collocation:
     def redraw(self) -> torch.Tensor:
         """The clouds `resample` draws: as many uniform points as the initial set."""
         return self.uniform(self.n_base)
+
+    def conditions(self, epoch: int) -> list[ConditionPoints] | None:
+        """Fresh condition points for `epoch`, drawn before its interior points (with
+        ``resample_conditions``, every epoch after the first), or None: keep them."""
+        return self.draw_conditions() if self.draw_conditions is not None and epoch > 0 else None
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
         if self.resample and epoch > 0:
@@ -373,6 +383,10 @@ def make_sampler(cfg: RunConfig, problem: Problem, points: torch.Tensor,
     ``sampling.batches``, starting from the interior `points` (S, N, d); member m's generator
     ``gens[m]`` drives its later draws. `cfg` is resolved: ``train.epochs`` places the refinements."""
     batching = params(cfg, "sampling.batches")
+    if batching.get("resample_conditions"):
+        counts = {"bc": cfg.sampling.n_bc, "ic": cfg.sampling.n_ic}
+        batching["draw_conditions"] = lambda: [condition_points(problem, c, counts[c.term], gens).to(
+            points.device, points.dtype) for c in problem.conditions]
     n = points.shape[1]
     if batching and not 1 <= batching["count"] <= n:
         raise ConfigError(f"sampling.batches.count={batching['count']} is not valid: choose 1..{n} "

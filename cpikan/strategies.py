@@ -12,6 +12,8 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 import torch
 
+from cpikan.sampling import ConditionPoints
+
 
 class Precision(Protocol):
     """``train.amp`` (`cpikan.stability`): how the Adam phase's forward pass and backward run."""
@@ -65,6 +67,7 @@ class Sampler(Protocol):
 
     points: torch.Tensor
 
+    def conditions(self, epoch: int) -> list[ConditionPoints] | None: ...  # fresh condition points, or None
     def batches(self, epoch: int) -> list[torch.Tensor]: ...
     def refine(self, epoch: int, residual: Callable[[torch.Tensor], torch.Tensor]) -> list[dict] | None: ...
 

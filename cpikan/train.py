@@ -32,6 +32,7 @@ also stop the member.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -40,9 +41,10 @@ from typing import Callable
 
 import torch
 
-from cpikan.history import History, Row
+from cpikan.history import History, Row, member_row
 from cpikan.losses import PhysicsLoss, total
-from cpikan.optim import MemberAdam, MemberLBFGS
+from cpikan.lbfgs import MemberLBFGS
+from cpikan.optim import MemberAdam
 from cpikan.progress import bar as progress_bar
 from cpikan.sampling import PointSets
 from cpikan.strategies import Strategies
@@ -160,8 +162,7 @@ class Trainer:
     def _adam_step(self, batch: torch.Tensor, groups: tuple[torch.Tensor, torch.Tensor], lr: float | torch.Tensor,
                    first: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step of the live members on `batch` (S, B, d); returns the terms (T, S) in the
-        order of the balancer's weights,
-        the pre-clip gradient norms (S,) and which members stepped (S,)."""
+        order of the balancer's weights, the pre-clip gradient norms (S,) and which members stepped (S,)."""
         s = self.s
         with s.precision.autocast():
             terms = self._terms(self.points, batch, groups)
@@ -202,6 +203,10 @@ class Trainer:
             for epoch in range(self.epochs):
                 self._epoch = epoch
                 lr = s.schedule.lr_at(epoch)
+                fresh = s.sampler.conditions(epoch)
+                if fresh is not None:
+                    self.points = dataclasses.replace(self.points, conditions=fresh)
+                    groups = self.points.groups()
                 sums, steps, top = 0.0, 0.0, None
                 for i, batch in enumerate(s.sampler.batches(epoch)):
                     terms, norm, stepped = self._adam_step(batch, groups, lr, first=i == 0)
@@ -270,7 +275,7 @@ class Trainer:
             for host, device in every:
                 e = host["epoch"]
                 if self._emitted[m] < e < run and (host["logged"] or (over and e == run - 1)):
-                    self.history.emit(m, _row(host, device, m))
+                    self.history.emit(m, member_row(host, device, m))
                     self._emitted[m] = e
         self._carry = every[-1:]
         if self.history.stop_requested and not finished:
@@ -324,7 +329,7 @@ class Trainer:
             [(host, device)], _ = self.history.read()
             for m, e in enumerate(evaluated):
                 if e:
-                    self.history.emit(m, _row(host, device, m))
+                    self.history.emit(m, member_row(host, device, m))
                     counts[m] += 1
             if self.history.stop_requested:
                 raise StopTraining("stopped")
@@ -363,22 +368,6 @@ class Trainer:
         for m, out in enumerate(self.outcomes):
             out.history, out.eval_time_s = self.history.rows[m], self.eval_time_s
         return self.outcomes
-
-
-def _row(host: Row, device: dict[str, list], m: int) -> Row:
-    """Member m's history row from a read row, keys in the order of every run's history."""
-    def at(value):
-        return value[m] if isinstance(value, list) else value
-
-    lr = device["lr"][m] if "lr" in device else host["lr"]
-    norm = device["grad_norm"][m]
-    row = {"epoch": at(host["epoch"]), "phase": host["phase"], "loss": device["loss"][m], "lr": lr,
-           "grad_norm": norm if norm > -math.inf else math.nan, "amp_skipped": int(device["amp_skipped"][m]),
-           "time_s": at(host["time_s"]), "points_per_s": host["points_per_s"],
-           "monitor": device["monitor"][m] if host["monitor"] else None,
-           "rel_l2": device["rel_l2"][m] if at(host["scored"]) else None}
-    row |= {k: v[m] for k, v in device.items() if k.startswith("loss_") or k.endswith("_weight")}
-    return row
 
 
 def training_loss(trainer: Trainer) -> torch.Tensor:

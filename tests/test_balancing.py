@@ -84,7 +84,7 @@ def test_lra_follows_the_released_code_for_each_term_every_few_steps():
 
 def test_lra_weight_settles_at_the_square_root_of_the_gradient_ratio():
     # Fixed point of w <- 0.1 r / w + 0.9 w is sqrt(r), r = max|grad L_pde| / mean|grad L_t|;
-    # the printed rule (unweighted denominator) would settle at r itself: 48 for bc.
+    # the preprint's printed rule (unweighted denominator) would settle at r itself: 48 for bc.
     balancer = make_balancer("lra", dict.fromkeys(TERMS, 1.0), {"every": 1})
     for _ in range(300):
         balancer.update(0, *lra_toy())
@@ -224,7 +224,7 @@ def test_each_balancing_runs_and_logs_its_weights(balancing):
 
 def test_lra_weight_stays_bounded_on_helmholtz():
     # Wang et al.'s Helmholtz case (a1 = 1, a2 = 4, k = 1), a small tanh MLP and 128 fresh points
-    # per step: the printed rule drove the boundary weight past 2e5 by step 300 and 1e9 by 2,700.
+    # per step: the preprint's printed rule drove the boundary weight past 2e5 by step 300 and 1e9 by 2,700.
     cfg = cpikan.RunConfig(problem="helmholtz2d", profile="smoke", device="cpu", threads=1).override({
         "model.arch": "scaled_pinn", "model.hidden": (16, 16), "train.epochs": 5000, "train.log_every": 10,
         "sampling.n_pde": 128, "sampling.n_bc": 128, "sampling.batches": {"count": 1, "resample": True},

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cpikan
-from cpikan.optim import MemberLBFGS
+from cpikan.lbfgs import MemberLBFGS
 
 SEEDS = [0, 1, 2, 3]
 BASE = cpikan.RunConfig(problem="poisson1d", profile="smoke", device="cpu", dtype="float64").override(

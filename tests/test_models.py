@@ -98,3 +98,19 @@ def test_initial_network_is_what_a_run_starts_from_and_leaves_torch_random_state
     assert torch.equal(net.flat, started.flat)
     other = initial_network(cfg.override("seed=4"), problem.box)
     assert not torch.equal(next(net.parameters()), next(other.parameters()))
+
+
+def test_standardized_inputs_are_the_uniform_law_s_z_scores_for_every_architecture():
+    lo, hi = [2.0, -3.0], [5.0, 1.0]
+    x = torch.tensor([[2.0, -3.0], [5.0, 1.0], [3.5, -1.0]], dtype=torch.float64)
+    z = (x - torch.tensor([3.5, -1.0], dtype=torch.float64)) / (torch.tensor([3.0, 4.0], dtype=torch.float64) / 12**0.5)
+    for arch in ("scaled_pinn", "pinn", "scaled_cpikan", "cpikan"):
+        net = build_network(arch, lo, hi, (4,), 3, standardize=True)
+        scaling = net.ops[0]
+        assert isinstance(scaling, DomainScaling)
+        torch.testing.assert_close(scaling(x.T[None])[0].T, z)
+    torch.manual_seed(0)
+    raw = build_network("pinn", lo, hi, (4,), 3, standardize=True)
+    torch.manual_seed(0)
+    scaled = build_network("scaled_pinn", lo, hi, (4,), 3, standardize=True)
+    assert torch.equal(raw.flat, scaled.flat) and torch.equal(raw(x.float()), scaled(x.float()))

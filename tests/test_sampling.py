@@ -270,3 +270,28 @@ def test_adaptive_batched_runs_are_deterministic():
     first, second = smoke(overrides), smoke(overrides)
     assert first.history["loss"] == second.history["loss"]
     assert torch.equal(first.collocation, second.collocation)
+
+
+def test_resample_conditions_draws_fresh_condition_points_every_epoch_with_the_same_law():
+    problem = cpikan.problems.get("diffusion1d")  # an initial slice and two Dirichlet faces
+    cfg = cpikan.config.resolve(cpikan.RunConfig(problem="diffusion1d").override(
+        {"sampling.batches": {"count": 1, "resample_conditions": True}}), problem)
+    gens = [gen(0)]
+    sampler = make_sampler(cfg, problem, one(uniform_box(problem.box, 64, gen(9))), gens)
+    assert sampler.conditions(0) is None
+    first, second = sampler.conditions(1), sampler.conditions(2)
+    for a, b, condition in zip(first, second, problem.conditions):
+        assert a.x.shape == b.x.shape and not torch.equal(a.x, b.x)
+        torch.testing.assert_close(a.target[0], condition.value(a.x[0]), rtol=0, atol=0)
+    initial, faces = first[0].x[0], first[1].x[0]
+    assert (initial[:, 0] == 0).all() and set(faces[:, 1].tolist()) == {-6.0, 6.0}
+    assert make_sampler(cfg.override({"sampling.batches": {"count": 1}}), problem, one(uniform_box(
+        problem.box, 64, gen(9))), gens).conditions(1) is None
+
+
+def test_a_run_with_fresh_condition_points_trains_on_them():
+    fixed = smoke({"sampling.batches": {"count": 1, "resample": True}}, "train.log_every=1")
+    fresh = smoke({"sampling.batches": {"count": 1, "resample": True, "resample_conditions": True}},
+                  "train.log_every=1")
+    assert fixed.history["loss_bc"][0] == fresh.history["loss_bc"][0]  # the first epoch trains on the same points
+    assert fixed.history["loss_bc"][1:] != fresh.history["loss_bc"][1:]

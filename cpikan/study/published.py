@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from cpikan.study.reproductions import NOT_RETRIEVED, Published, Reproduction, names
+from cpikan.study.reproductions import NOT_RETRIEVED, PROBE, Published, Reproduction, names
 from cpikan.study.reproductions import get as get_reproduction
 from cpikan.study.store import StudyRun, load_runs
 from cpikan.study.verdicts import FAILED, interval_text, paired_ratio
@@ -136,8 +136,8 @@ def summary(runs: Sequence[StudyRun], entry: Reproduction) -> str:
     lines = []
     for row in compared.itertuples():
         text = f"{row.arm}: ours {_e(row.rel_l2_geomean, 0)} over {row.seeds} seed{'s' * (row.seeds != 1)}"
-        text += f", published {_e(row.published, 1)} ({row.source.split(' ')[0]})" if row.source != NOT_RETRIEVED \
-            else ", published: not retrieved"
+        text += {NOT_RETRIEVED: ", published: not retrieved", PROBE: ", a probe"}.get(
+            row.source, f", published {_e(row.published, 1)} ({row.source.split(' ')[0]})")
         text += f": {row.verdict}"
         if row.paired_verdict:
             ratio = f"{row.ratio:.1g}" if math.isfinite(row.ratio) else "–"
