@@ -34,7 +34,7 @@ class History:
     def add(self, host: Row, device: Mapping[str, torch.Tensor]) -> None:
         """Queue a row: `host` values shared by the members (or lists, one per member) and `device`
         values (S,) each (stacked now, on the device; read at the next `read`)."""
-        values = torch.stack([v.to(torch.float64) for v in device.values()]) if device else None
+        values = torch.stack([v if v.dtype == torch.float64 else v.double() for v in device.values()]) if device else None
         self._pending.append((host, tuple(device), values))
 
     def read(self, state: Mapping[str, torch.Tensor] | None = None) -> tuple[list[tuple[Row, dict]], dict[str, list]]:

@@ -295,7 +295,7 @@ class Trainer:
     # ------------------------------------------------------------ L-BFGS phase
 
     def _lbfgs(self, iterations: int) -> None:
-        """Strong-Wolfe L-BFGS (`cpikan.optim.MemberLBFGS`) on each member's weighted loss, full
+        """Strong-Wolfe L-BFGS (`cpikan.lbfgs.MemberLBFGS`) on each member's weighted loss, full
         precision, no autocast, for the members whose Adam phase neither failed nor was stopped."""
         active = [o.stop_reason not in ("nonfinite", "stopped") for o in self.outcomes]
         weights = {t: w.clone() for t, w in self.s.balancer.weights.items()}

@@ -223,3 +223,27 @@ def test_member_lbfgs_members_stop_on_their_own():
     x, outcome = MemberLBFGS(100).run(start, evaluate, [True, True])
     assert outcome.reasons[1] == "tolerance_grad" and outcome.iterations[1] == 0 and outcome.evaluations[1] == 1
     assert outcome.iterations[0] > 10 and torch.equal(x[1], start[1])
+
+
+@pytest.mark.slow
+def test_under_amp_each_member_trains_as_it_would_alone():
+    # bf16 autocast refuses float64 parameters: float32, 200 Adam steps, each member against its run alone
+    assert_members_equal_separate_runs(BASE.override("dtype=float32", "train.amp=bf16"), tol=1e-5)
+
+
+def test_fp16_keeps_a_loss_scale_per_member_as_a_grad_scaler_would():
+    # fp16 needs CUDA; its scale bookkeeping is plain tensor arithmetic, checked here on the CPU
+    from cpikan.stability import ScaledAutocast
+    scaler = object.__new__(ScaledAutocast)
+    scaler.scale = torch.full((3,), ScaledAutocast.INIT)
+    scaler.good = torch.zeros(3, dtype=torch.long)
+    scaler.update(torch.tensor([True, False, True]))  # member 1 overflowed: its step skipped, its scale halved
+    assert scaler.scale.tolist() == [2.0**16, 2.0**15, 2.0**16]
+    for _ in range(ScaledAutocast.INTERVAL - 1):
+        scaler.update(torch.tensor([True, True, True]))
+    # members 0 and 2: 2000 good steps in a row, their scale doubles; member 1 is one short
+    assert scaler.scale.tolist() == [2.0**17, 2.0**15, 2.0**17]
+    params = [torch.nn.Parameter(torch.ones(3, 2))]
+    params[0].grad = torch.ones(3, 2) * scaler.scale[:, None]
+    scaler.unscale(params)
+    assert torch.equal(params[0].grad, torch.ones(3, 2))

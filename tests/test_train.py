@@ -208,3 +208,15 @@ def test_a_slow_scoring_is_timed_apart_and_left_out_of_every_training_time(monke
     assert min(gaps) >= 0 and max(gaps) < max(fast_gaps) + 0.9 * pause  # no row holds a scoring's sleep
     assert times[-1] == pytest.approx(training, abs=0.05)
     assert m["time_per_epoch_ms"] < fast["time_per_epoch_ms"] + 1000 * slept / 2 / m["epochs_run"]
+
+
+def test_the_end_of_adam_error_is_recorded_and_is_the_history_s_last_adam_score():
+    cfg = SMOKE.override("problem=helmholtz2d", "train.epochs=12", "train.eval_every=5", "train.lbfgs_iterations=8")
+    result = cpikan.run(cfg, progress=False)
+    h, m = result.history, result.metrics
+    last_adam = max(i for i, phase in enumerate(h["phase"]) if phase == "adam")
+    assert h["epoch"][last_adam] == 11 and h["rel_l2"][last_adam] == m["rel_l2_adam"]
+    assert h["phase"][-1] == "lbfgs" and m["rel_l2_adam"] != m["rel_l2"]
+    # helmholtz2d scores its history on a 1,024-point subset of its 101 x 101 grid: the end-of-run
+    # error is on the whole grid, so the last row's score is close to it but not it
+    assert h["rel_l2"][-1] == pytest.approx(m["rel_l2"], rel=0.2)

@@ -215,8 +215,14 @@ def fold_matrix(degree: int, dtype: torch.dtype, device: torch.device) -> torch.
     """[D1^T; D2^T] without their zero rows, shape (2K - 1, K + 1): T'_k = sum_(l<K) D1[k, l] T_l and
     T''_k = sum_(l<K-1) D2[k, l] T_l (D2 = D1 D1, D1: `cpikan.models.chebyshev_derivative`). With
     C'[l] = sum_k D1[k, l] C[k], a series with coefficients C has derivative sum_l C'[l] T_l: the
-    layer's coefficients fold the derivatives in."""
-    return torch.as_tensor(_fold_numpy(degree), dtype=dtype, device=device)
+    layer's coefficients fold the derivatives in. One tensor per degree, dtype and device."""
+    key = (degree, dtype, device)
+    if key not in _FOLD_TENSORS:
+        _FOLD_TENSORS[key] = torch.as_tensor(_fold_numpy(degree), dtype=dtype, device=device)
+    return _FOLD_TENSORS[key]
+
+
+_FOLD_TENSORS: dict[tuple, torch.Tensor] = {}
 
 
 def _contract(x: torch.Tensor, y: torch.Tensor, dim: int) -> torch.Tensor:

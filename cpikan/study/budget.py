@@ -29,7 +29,8 @@ class Budget:
         initial) of its runs' resolved configs; several values in one cell (`` / ``) when its
         ablations differ.
     seeds: ablation -> number of seeds it ran. machine: processor model and cores of the machine
-        building the report. devices, torch: as the run files record them.
+        building the report. devices, torch, members (seeds per batched run): as the run files
+        record them.
     """
 
     profile: str
@@ -38,11 +39,14 @@ class Budget:
     machine: str
     devices: list[str]
     torch: list[str]
+    members: list[int]
 
     def facts(self) -> list[tuple[str, str]]:
         """(label, text) lines: profile, seeds, machine, devices, torch."""
         seeds = ", ".join(f"{name} {n}" for name, n in self.seeds.items()) or "–"
+        members = ", ".join(map(str, self.members)) or "–"
         return [("profile", self.profile), ("seeds per ablation", seeds),
+                ("seeds trained together (members of one batched run; their times are the batch's)", members),
                 ("machine (where this report was built)", self.machine),
                 ("devices (run files)", ", ".join(self.devices) or "–"),
                 ("torch (run files)", ", ".join(self.torch) or "–")]
@@ -85,4 +89,5 @@ def budget(runs: Sequence[StudyRun], profile: str) -> Budget:
     ok = [r.result.metrics for r in runs if r.result.status == "ok"]
     devices = sorted({str(m["device"]) for m in ok if m.get("device")})
     torch = sorted({str(m.get("versions", {}).get("torch")) for m in ok if m.get("versions", {}).get("torch")})
-    return Budget(profile, problems, {a: len(s) for a, s in seeds.items()}, processor(), devices, torch)
+    members = sorted({int(m["members"]) for m in ok if m.get("members")})
+    return Budget(profile, problems, {a: len(s) for a, s in seeds.items()}, processor(), devices, torch, members)
