@@ -10,7 +10,7 @@ import pytest
 from cpikan.runs import RunResult
 from cpikan.study import figures, timeline
 from cpikan.study.store import StudyRun
-from cpikan.study.verdicts import paired_ratio
+from cpikan.study.verdicts import SHARED_TIME_RESOLUTION, paired_ratio
 
 # Adam rows, then L-BFGS rows; rel_l2 every other row (None: not evaluated there).
 PHASE = ["adam"] * 4 + ["lbfgs"] * 2
@@ -19,12 +19,13 @@ CURVES = {"baseline": ([1, 2, 3, 4, 5, 6], [0.8, None, 0.4, None, 0.2, 0.1]),
           "patience_1000": ([1, 2, 3, 4, 5, 6], [0.8, None, 0.5, None, 0.3, 0.2])}  # never at 0.1
 
 
-def _run(variant, seed, times, errors, scale=1.0):
+def _run(variant, seed, times, errors, scale=1.0, members=1):
     history = {"epoch": list(range(len(times))), "phase": PHASE[:len(times)], "time_s": times,
                "rel_l2": [None if e is None else e * scale for e in errors]}
     path = f"runs/early_stopping/poisson1d/{variant}/seed{seed}.json"
     return StudyRun("early_stopping", "poisson1d", variant, seed, path,
-                    RunResult(config={}, metrics={"rel_l2": errors[-1] * scale}, history=history))
+                    RunResult(config={}, metrics={"rel_l2": errors[-1] * scale, "members": members},
+                              history=history))
 
 
 @pytest.fixture
@@ -102,3 +103,11 @@ def test_error_against_time_draws_median_and_band_per_variant_and_the_target(run
     assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.title.text == "training time (s)"
     assert medians[0].y[-1] == pytest.approx(0.2) and medians[0].x[-1] == pytest.approx(6.0)
     assert [shape.y0 for shape in fig.layout.shapes] == [pytest.approx(0.2)]
+
+
+def test_seeds_trained_together_widen_the_time_ratio_by_their_shared_clock_s_resolution():
+    batched = [_run(v, s, t, e, 1 + s, members=3) for v, (t, e) in CURVES.items() for s in range(3)]
+    fast = timeline.time_to_reach(batched).set_index("variant").loc["patience_200"]
+    assert (fast.time_low, fast.time_ratio, fast.time_high) == (pytest.approx(2.5 / 6 / SHARED_TIME_RESOLUTION),
+                                                                pytest.approx(2.5 / 6),
+                                                                pytest.approx(2.5 / 6 * SHARED_TIME_RESOLUTION))

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cpikan.study.verdicts import (ALPHA, BETTER, FAILED, ONE_PHASE, SAME, WORSE, error_control, fcr_level,
-                                   interval_text, judge, paired_ratio, verdicts)
+from cpikan.study.verdicts import (ALPHA, BETTER, FAILED, ONE_PHASE, SAME, SHARED_TIME_RESOLUTION, WORSE,
+                                   error_control, fcr_level, interval_text, judge, paired_ratio, verdicts)
 
 
 def test_interval_matches_the_t_formula_by_hand():
@@ -302,3 +302,21 @@ def test_the_table_keeps_p_values_levels_and_unadjusted_intervals_beside_the_pri
     assert (half.rel_l2_low, half.rel_l2_high) == (pytest.approx(adjusted.low), pytest.approx(adjusted.high))
     assert half.rel_l2_low < half.rel_l2_raw_low and half.rel_l2_high > half.rel_l2_raw_high
     assert half.rel_l2_adam_verdict == "" and math.isnan(half.rel_l2_adam_p)  # these runs did not record it
+
+
+def test_seeds_trained_together_judge_their_one_shared_cost_with_the_shared_resolution():
+    """Members of a batched run carry one time and one peak memory: se = 0, so without the shared
+    resolution a 10 % jitter between two batched arms would be a certain `worse`."""
+    arms = {"baseline": (10.0, 100.0), "jitter": (11.0, 108.0), "slow": (20.0, 100.0)}  # time, memory
+    rows = [{"ablation": "clip", "problem": "p", "variant": variant, "seed": seed, "status": "ok", "rel_l2": b,
+             "time_per_epoch_ms": time, "wall_time_s": time, "peak_mem_mb": memory, "members": 3}
+            for seed, b in enumerate([1e-2, 2e-2, 4e-2]) for variant, (time, memory) in arms.items()]
+    runs = pd.DataFrame(rows)
+    table = verdicts(runs).set_index("variant")
+    jitter, slow = table.loc["jitter"], table.loc["slow"]
+    assert (jitter.time_per_epoch_ms_verdict, jitter.peak_mem_mb_verdict) == (SAME, SAME)
+    assert (jitter.time_per_epoch_ms_low, jitter.time_per_epoch_ms_high) == (pytest.approx(1.1 / SHARED_TIME_RESOLUTION),
+                                                                           pytest.approx(1.1 * SHARED_TIME_RESOLUTION))
+    assert slow.time_per_epoch_ms_verdict == WORSE and slow.time_per_epoch_ms_p == 0
+    alone = verdicts(runs.assign(members=1)).set_index("variant").loc["jitter"]  # one seed a run: seeds pair
+    assert (alone.time_per_epoch_ms_verdict, alone.peak_mem_mb_verdict) == (WORSE, WORSE)

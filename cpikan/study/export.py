@@ -29,8 +29,8 @@ from cpikan.study import figures, published
 from cpikan.study.budget import CAVEAT
 from cpikan.study.parameters import ReportParameters
 from cpikan.study.report import Report, gather, readable
-from cpikan.study.verdicts import (ACCURACY, BETTER, COSTS, METHOD, NOTHING, ONE_PHASE, TIME_RESOLUTION,
-                                    error_control)
+from cpikan.study.verdicts import (ACCURACY, BETTER, COSTS, METHOD, NOTHING, ONE_PHASE, SHARED_MEMORY_RESOLUTION,
+                                    SHARED_TIME_RESOLUTION, TIME_RESOLUTION, error_control)
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:0.85em;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px}
@@ -40,7 +40,10 @@ VERDICT_RULE = ("Per ablation, problem and variant: the ratio of the geometric-m
                 "Adam phase (on the history's evaluation subset) and at the end of the run (after L-BFGS; the full "
                 f"evaluation set); where no run had an L-BFGS phase, once ({ONE_PHASE}). The time and memory "
                 f"intervals are widened by the machine's resolution, a factor {TIME_RESOLUTION} at each end (jitter "
-                "that pairing seeds does not remove). The printed interval is adjusted for the number of rows "
+                "that pairing seeds does not remove); where an arm's seeds trained together they share one clock "
+                f"and one process, their cost is one measurement, and the interval is the ratio times or divided by "
+                f"{SHARED_TIME_RESOLUTION:g} for time and {SHARED_MEMORY_RESOLUTION:g} for memory (the spread of "
+                "identical arms in one study). The printed interval is adjusted for the number of rows "
                 "(its level per metric is in the setup section): the verdict is better or worse when it lies wholly "
                 "below or above 1, failed when a run failed, otherwise no detectable difference (always so with one "
                 "seed).")
@@ -51,7 +54,8 @@ RECOMMEND_RULE = ("Only a variant judged better on the ablation's goal is recomm
 REACH_RULE = ("Median over seeds and min–max band. Time to reach: per seed, the first training time at which a "
               "variant's rel_l2 is at or below the baseline's final one (same seed); the median over seeds, a seed "
               "that never got there counting as never; time ratio = the geometric mean over the seeds that got "
-              "there of variant / baseline time to that error, with its 95 % interval (below 1: sooner).")
+              "there of variant / baseline time to that error, with its 95 % interval (below 1: sooner; widened by "
+              f"a factor {SHARED_TIME_RESOLUTION:g} at each end where seeds trained together on one clock).")
 Section = tuple[str, list[Any]]  # heading, items: text paragraphs, tables (shown readable) and figures
 
 

@@ -27,8 +27,8 @@ from cpikan.study.timeline import time_to_reach
 from cpikan.study.verdicts import interval_cells, recommended, verdicts
 
 HISTORY_METRICS = ("points_per_s",)  # last value of the run's history
-# Read from a run's metrics where it has them (NaN where not: files from before rel_l2_adam was recorded).
-PHASE_METRICS = ("rel_l2_adam", "lbfgs_iterations")
+# Read from a run's metrics where it has them (NaN where not: files from before they were recorded).
+LATER_METRICS = ("rel_l2_adam", "lbfgs_iterations", "members")
 _DEFAULTS = {row["key"]: row["default"] for row in schema()}
 
 
@@ -51,12 +51,12 @@ def frame(runs: Sequence[StudyRun]) -> pd.DataFrame:
                "status": res.status, "error": res.error, "run_file": str(r.path)}
         # toggle cells: the text ``--set <key>=<cell>`` reads back, plain in any browser
         row |= {key: format_value(_config_value(res.config, key)) for key in TOGGLES}
-        row |= {m: res.metrics.get(m, math.nan) for m in (*RUN_METRICS, *PHASE_METRICS)}
+        row |= {m: res.metrics.get(m, math.nan) for m in (*RUN_METRICS, *LATER_METRICS)}
         row |= {m: _last(res.history, m) for m in HISTORY_METRICS}
         row |= {k: v for k, v in res.metrics.items() if k.endswith("_rel_err")}
         rows.append(row)
     columns = ["ablation", "problem", "variant", "seed", "status", "error", "run_file", *TOGGLES, *RUN_METRICS,
-               *PHASE_METRICS, *HISTORY_METRICS]
+               *LATER_METRICS, *HISTORY_METRICS]
     return pd.DataFrame(rows, columns=list(dict.fromkeys(columns + [k for r in rows for k in r])))
 
 

@@ -17,6 +17,15 @@ of runs), so a cost difference is claimed only when it is detectably larger than
 two-sided p-value of that same widened test, so the interval at level L excludes 1 exactly when
 p < 1 - L. One seed: p = 1 and the interval is (0, inf).
 
+Seeds trained together. The members of a batched run (`cpikan.runs.run_seeds`; ``members`` > 1 in
+the runs frame) share one clock and one process: their time and memory are one measurement, the
+same value on every seed, so se = 0 and the seeds add nothing to a cost comparison. Such a row's
+cost is judged with r = `SHARED_RESOLUTION[m]`, the spread between two batched arms of identical
+arithmetic in one study: the interval is ratio x/÷ r and p is 0 or 1 (outside the band or not).
+Measured on the quick study (10 seeds, 2 notebooks at a time on 2 cores): arms that differ only in
+their initialisation or learning-rate schedule gave time-per-epoch ratios of 0.72 to 1.37, wall
+time 0.77 to 1.68 (L-BFGS iteration counts differ too) and peak memory 1.00 to 1.08.
+
 The metrics (`JUDGED`): ``rel_l2_adam``, the relative L2 error at the end of the Adam phase (on the
 history's evaluation subset), ``rel_l2`` at the end of the run (after L-BFGS when there is one; on
 the full evaluation set), time per epoch, wall time, peak memory. When no paired run of either arm
@@ -59,9 +68,14 @@ VERDICTS = (BETTER, WORSE, SAME, FAILED)
 ONE_PHASE = "no L-BFGS: see end of run"  # rel_l2_adam of a row whose runs had no L-BFGS phase
 TIME_RESOLUTION = 1.05  # timings: a ratio within 5 % of 1 is not told apart from jitter
 MEMORY_RESOLUTION = 1.05  # peak memory (CPU: peak RSS of the process, which moves a little from run to run)
-# The judged metrics (names of the run files; lower is better for each) and their resolution.
+SHARED_TIME_RESOLUTION = 1.5  # timings of seeds trained together: one clock for all seeds (module docstring)
+SHARED_MEMORY_RESOLUTION = 1.15  # peak memory of seeds trained together: one process for all seeds
+# The judged metrics (names of the run files; lower is better for each) and their resolution, for
+# runs of one seed each and for seeds trained together.
 RESOLUTION = {"rel_l2_adam": 1.0, "rel_l2": 1.0, "time_per_epoch_ms": TIME_RESOLUTION,
               "wall_time_s": TIME_RESOLUTION, "peak_mem_mb": MEMORY_RESOLUTION}
+SHARED_RESOLUTION = RESOLUTION | {"time_per_epoch_ms": SHARED_TIME_RESOLUTION,
+                                  "wall_time_s": SHARED_TIME_RESOLUTION, "peak_mem_mb": SHARED_MEMORY_RESOLUTION}
 JUDGED = tuple(RESOLUTION)
 PHASES = {"rel_l2_adam": "after Adam", "rel_l2": "end of run"}  # the error, by the moment it is read
 ACCURACY = tuple(PHASES)
@@ -71,7 +85,9 @@ LABELS = {"rel_l2_adam": "rel_l2 after Adam", "rel_l2": "rel_l2 end of run", "ti
 CELLS = ("ratio", "low", "high", "verdict", "p", "level", "raw_low", "raw_high")  # columns per metric
 NOTHING = "nothing better than the baseline at this budget"
 METHOD = (f"Verdicts hold for the whole table, per metric: the rows' paired-seed p-values (Student t on the per-seed "
-          "log ratios; for time and memory, on the excess of |mean log ratio| over the resolution) go through "
+          "log ratios; for time and memory, on the excess of |mean log ratio| over the resolution, "
+          f"{SHARED_TIME_RESOLUTION:g} for time and {SHARED_MEMORY_RESOLUTION:g} for memory where an arm's seeds "
+          "trained together and share one clock) go through "
           f"Benjamini-Hochberg at {100 * ALPHA:.0f} %, so that on average at most {100 * ALPHA:.0f} % of a metric's "
           f"better/worse words are wrong, and, where nothing differs, none is said with probability at least "
           f"{100 * LEVEL:.0f} %. Each printed interval is at level 1 - max(R, 1) x {ALPHA:g} / m (R of the metric's "
@@ -135,13 +151,22 @@ def fcr_level(p_values: Sequence[float], alpha: float = ALPHA) -> float:
     return 1 - max(selected, 1) * alpha / p.size
 
 
-def judge(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], resolution: float = 1.0,
+def judge(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], resolution: float | Sequence[float] = 1.0,
           alpha: float = ALPHA) -> tuple[list[Ratio], list[Ratio]]:
-    """One metric over the rows of a table, each row a (baseline, variant) pair of per-seed values:
-    (the unadjusted `paired_ratio` at 1 - alpha, the same at the family's `fcr_level`) per row."""
-    raw = [paired_ratio(b, v, 1 - alpha, resolution) for b, v in pairs]
+    """One metric over the rows of a table, each row a (baseline, variant) pair of per-seed values
+    and its `resolution` (one for all rows, or one per row): (the unadjusted `paired_ratio` at
+    1 - alpha, the same at the family's `fcr_level`) per row."""
+    rs = [resolution] * len(pairs) if isinstance(resolution, (int, float)) else list(resolution)
+    raw = [paired_ratio(b, v, 1 - alpha, r) for (b, v), r in zip(pairs, rs)]
     level = fcr_level([r.p for r in raw], alpha)
-    return raw, [paired_ratio(b, v, level, resolution) for b, v in pairs]
+    return raw, [paired_ratio(b, v, level, r) for (b, v), r in zip(pairs, rs)]
+
+
+def resolution(metric: str, paired: pd.DataFrame) -> float:
+    """The resolution of `metric` on a row's paired runs: `SHARED_RESOLUTION` when some arm's seeds
+    trained together (``members`` > 1), else `RESOLUTION`."""
+    shared = "members" in paired and bool((paired.members.fillna(1) > 1).any())
+    return (SHARED_RESOLUTION if shared else RESOLUTION)[metric]
 
 
 def verdicts(runs: pd.DataFrame) -> pd.DataFrame:
@@ -159,6 +184,7 @@ def verdicts(runs: pd.DataFrame) -> pd.DataFrame:
     """
     rows: list[dict] = []
     pairs: dict[str, dict[int, tuple]] = {m: {} for m in JUDGED}  # metric -> row index -> (baseline, variant)
+    resolutions: dict[str, dict[int, float]] = {m: {} for m in JUDGED}
     for (ablation, problem), group in runs.groupby(["ablation", "problem"], sort=False):
         base = group[group.variant == BASELINE].set_index("seed")
         entry = ABLATIONS.get(ablation)
@@ -173,12 +199,13 @@ def verdicts(runs: pd.DataFrame) -> pd.DataFrame:
                 word = FAILED if failed else _unjudged(metric, paired)
                 if word is None:
                     pairs[metric][len(rows)] = (base.loc[seeds, metric], arm.loc[seeds, metric])
+                    resolutions[metric][len(rows)] = resolution(metric, paired)
                 else:
                     row |= _cells(metric, Ratio(math.nan, math.nan, math.nan, len(seeds), word))
             files = [*arm.get("run_file", []), *base.loc[seeds].get("run_file", [])]
             rows.append(row | {"run_files": ";".join(map(str, files))})
     for metric, judged in pairs.items():
-        raw, adjusted = judge(list(judged.values()), RESOLUTION[metric])
+        raw, adjusted = judge(list(judged.values()), list(resolutions[metric].values()))
         for i, r, a in zip(judged, raw, adjusted):
             rows[i] |= _cells(metric, a, r)
     columns = ["group", "ablation", "problem", "variant", "seeds", *(f"{m}_{c}" for m in JUDGED for c in CELLS),
