@@ -199,9 +199,9 @@ _SINGLE = [
               ["poisson1d_peak"], ["poisson1d_peak"], ["poisson1d_peak", "allen_cahn1d"],
               why="residual-based sampling needs local features to move points to: poisson1d_peak is flat but "
                   "for one narrow peak, and allen_cahn1d (full) forms sharp interfaces, the benchmark of Wu et "
-                  "al. (2023). Quick has only poisson1d_peak: allen_cahn1d's three arms at three seeds took "
-                  "about 32 of the study's 30 minutes (measured: 167 s a baseline run), and the other quick "
-                  "problems are smooth sines and sums of sines.",
+                  "al. (2023). Quick has only poisson1d_peak: one allen_cahn1d baseline run at one seed took 167 s, "
+                  "more than poisson1d_peak's three arms at ten seeds together (79 s in the quick study), and the "
+                  "other quick problems are smooth sines and sums of sines.",
               stage="2 loss and sampling",
               title="adaptive collocation",
               intro="`sampling.adaptive` moves collocation points to where the residual is large: `rar` adds points "
@@ -216,8 +216,9 @@ _SINGLE = [
                "resample": {"sampling.batches": {"count": 1, "resample": True}}},
               ["helmholtz2d"], ["poisson1d"], ["helmholtz2d", "poisson3d"],
               why="batching acts on any point set (poisson1d: 256 points, patches are sub-intervals). Quick has "
-                  "only this one: on helmholtz2d the two four-step arms cost 49 s a run against 22 s, about 7 "
-                  "of the study's 30 minutes at three seeds; full has helmholtz2d and poisson3d.",
+                  "only this one: a helmholtz2d arm of ten seeds cost 117 s on average in the quick study, and "
+                  "the two four-step arms cost about twice the baseline's (49 s a run against 22 s at one seed), "
+                  "about 10 more minutes for a study already past its 20; full has helmholtz2d and poisson3d.",
               stage="2 loss and sampling",
               title="batched collocation",
               intro="`sampling.batches` splits the collocation points into mini-batches or spatial patches, several "
@@ -230,8 +231,9 @@ _SINGLE = [
               ["poisson1d"], ["poisson1d"], ["poisson1d", "helmholtz2d", "diffusion1d"],
               why="a schedule acts through the Adam phase: on poisson1d the training loss still falls by about "
                   "15 % over the last 100 of the 1000 Adam epochs (measured at seed 0), so the rate there still "
-                  "matters. Quick has only this one: five arms at three seeds on helmholtz2d (22 s a run) would "
-                  "add about 5.5 of the study's 30 minutes; full adds helmholtz2d and diffusion1d.",
+                  "matters. Quick has only this one: five helmholtz2d arms of ten seeds (117 s each on average in "
+                  "the quick study) would add about 10 minutes to a study already past its 20; full adds "
+                  "helmholtz2d and diffusion1d.",
               stage="3 convergence and cost",
               title="learning-rate schedulers",
               intro="`train.scheduler` changes the Adam learning rate over training (`train.scheduler_params` holds "
@@ -262,9 +264,9 @@ _SINGLE = [
               base={p: {"derivatives": "autograd"} for p in PROFILES},
               why="the engine's cost grows with the dimension and the number of points: a 3-D Laplacian on "
                   "1500 points (poisson3d), where nested autograd needs a backward per axis. Quick has only "
-                  "this one: a second problem (poisson1d, 3 arms x 3 seeds, each compiled run paying its "
-                  "compile) would cost about 3 of the study's 30 minutes; full adds helmholtz2d and "
-                  "diffusion1d.",
+                  "this one: a second problem (poisson1d, three arms of ten seeds, about 20 s each in the quick "
+                  "study, and a compile of 45 to 87 s for the compiled arm) would add about 2 minutes to a study "
+                  "already past its 20; full adds helmholtz2d and diffusion1d.",
               stage="3 convergence and cost",
               title="derivative engine",
               intro="`derivatives` picks how the residual's derivatives are computed: nested `autograd` (this "
@@ -308,7 +310,8 @@ def _combined() -> Ablation:
                      ["helmholtz2d", "allen_cahn1d", "reaction_diffusion1d_inverse"],
                      why="the chosen settings were picked on poisson1d; they are judged on a problem they were not "
                          "picked on. Quick has only helmholtz2d: a second problem (reaction_diffusion1d, four arms "
-                         "at three seeds) would add about 4 of the study's 30 minutes.",
+                         "of ten seeds at about 67 s each in the quick study) would add about 4.5 minutes to a "
+                         "study already past its 20.",
                      stage="combined",
                      title="combined improvements",
                      intro="All chosen improvements on (`cpikan.study.CHOSEN`), then each one left out, against the "
