@@ -210,6 +210,60 @@ def test_member_lbfgs_of_one_member_follows_torch_lbfgs():
     torch.testing.assert_close(ours[0], torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-6)
 
 
+def pinn_loss(name):
+    """The smoke-size weighted loss of problem `name` for seed 0 as a function of the network's
+    flat weights (1, P), float64, and those initial weights."""
+    from cpikan.config import resolve
+    from cpikan.losses import PhysicsLoss, ProblemParameters, total
+    from cpikan.models import initial_members
+    from cpikan.runs import build_problem
+    from cpikan.sampling import sample_points
+
+    cfg = cpikan.RunConfig(problem=name, profile="smoke", dtype="float64")
+    problem = build_problem(cfg)
+    cfg = resolve(cfg, problem)
+    net = initial_members(cfg, problem.box, [0]).double()
+    s, gens = cfg.sampling, [torch.Generator().manual_seed(0)]
+    points = sample_points(problem, s.n_pde, s.n_bc, s.n_ic, gens, torch.device("cpu"), torch.float64)
+    loss = PhysicsLoss(problem, net, cfg.derivatives, ProblemParameters(problem.unknowns, problem.constants).double())
+
+    def f(flat):
+        with torch.no_grad():
+            net.flat.copy_(flat)
+        return total(loss.terms(points), cfg.loss.weights)
+
+    return f, net.flat.detach().clone(), net.flat
+
+
+@pytest.mark.parametrize("name", ["poisson1d", "helmholtz2d", "diffusion1d"])
+def test_member_lbfgs_of_one_member_follows_torch_lbfgs_on_the_quick_problems(name):
+    """On each quick problem's physics-informed loss (smoke sizes, float64, from the initial
+    weights), 25 iterations of our L-BFGS and of torch.optim.LBFGS reach the same loss."""
+    f, start, flat = pinn_loss(name)
+    reference = torch.optim.LBFGS([flat], lr=1, max_iter=25, max_eval=10**6, history_size=50,
+                                  tolerance_grad=1e-12, tolerance_change=1e-15, line_search_fn="strong_wolfe")
+
+    def closure():
+        reference.zero_grad()
+        loss = f(flat.detach())[0]
+        loss.backward()
+        return loss
+
+    reference.step(closure)
+    theirs = float(f(flat.detach())[0].detach())
+
+    def evaluate(points, evaluated):
+        flat.grad = None
+        loss = f(points)
+        loss.sum().backward()
+        return loss.detach(), flat.grad.clone()
+
+    ours, outcome = MemberLBFGS(25, max_eval=10**6, history_size=50).run(start, evaluate, [True])
+    reached = float(f(ours)[0].detach())
+    assert outcome.iterations[0] == 25 and reached < float(f(start)[0].detach()) / 10
+    assert reached == pytest.approx(theirs, rel=1e-6)
+
+
 def test_member_lbfgs_members_stop_on_their_own():
     # Member 1 starts at the minimum (|g| = 0: no iteration), member 0 iterates.
     start = torch.tensor([[-1.2, 1.0], [1.0, 1.0]], dtype=torch.float64)
