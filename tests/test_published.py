@@ -51,21 +51,22 @@ def test_a_reproduction_needs_a_published_number_per_arm_and_its_reference():
                   intro="i", figure="f", story="s", why="w", stage="reproduction", paper="p", result="r", code="c",
                   differences=("d",))
     with pytest.raises(ConfigError, match=r"published numbers for \['baseline'\], but the arms are "
-                                          r"\['baseline', 'lra'\]"):
+                                          r"\['baseline', 'fixed_boundary', 'lra', 'raw_inputs'\]"):
         study.Reproduction("x", **fields, published={"baseline": Published("m", 0.1)})
     with pytest.raises(ConfigError, match="reproduction 'x' needs code"):
         study.Reproduction("x", **{**fields, "code": ""}, published=dict(WANG.published))
 
 
-def _save(root, entry, arm, seed, rel_l2=None, wall=60.0):
-    """A run file as `run_variants` writes it (smoke config); rel_l2 None writes a failed run."""
+def _save(root, entry, arm, seed, rel_l2=None, wall=60.0, members=1):
+    """A run file as `run_variants` writes it (smoke config); rel_l2 None writes a failed run;
+    `members`: how many seeds trained together (their wall time is one)."""
     cfg = study.variant_config(entry, entry.variant(arm), entry.problems["smoke"][0], seed=seed)
     if rel_l2 is None:
         result = RunResult.failed(cfg, RuntimeError("boom"))
     else:
         metrics = {"rel_l2": rel_l2, "max_abs_err": rel_l2, "final_loss": 1e-3, "epochs_run": 20,
                    "stop_reason": "max_epochs", "wall_time_s": wall, "time_per_epoch_ms": wall / 20,
-                   "peak_mem_mb": 100.0, "device": "cpu"}
+                   "peak_mem_mb": 100.0, "device": "cpu", "members": members}
         result = RunResult(config=resolve(cfg, build_problem(cfg)).to_dict(), metrics=metrics,
                            history={"epoch": [0, 19], "loss": [1.0, 0.1]})
     return result.save(run_path(root, "smoke", entry.name, entry.problems["smoke"][0], arm, seed))
@@ -75,7 +76,7 @@ def _save(root, entry, arm, seed, rel_l2=None, wall=60.0):
 def store(tmp_path):
     for seed, (plain, lra) in enumerate([(0.2, 0.010), (0.1, 0.012), (0.4, 0.011)]):
         _save(tmp_path, WANG, "baseline", seed, plain, wall=100.0 + seed)
-        _save(tmp_path, WANG, "lra", seed, lra)
+        _save(tmp_path, WANG, "lra", seed, lra, members=3)
     wu = reproductions.get("wu2023_diffusion")
     _save(tmp_path, wu, "baseline", 0, 0.007)
     _save(tmp_path, wu, "rad", 0, None)
@@ -87,10 +88,10 @@ def test_compare_sets_our_seeds_beside_the_published_number(store):
     table = compare(study.load_runs(store, "smoke"), WANG)
     assert list(table.arm) == ["baseline", "lra"] and list(table.seeds) == [3, 3]
     plain, lra = table.iloc[0], table.iloc[1]
-    assert plain.published == 0.106 and plain.source.startswith("paper")
+    assert plain.published == 0.194 and plain.published_spread == 0.0391 and plain.source.startswith("paper")
     assert plain.rel_l2_mean == pytest.approx(0.7 / 3) and plain.rel_l2_std == pytest.approx(0.152752523)
     assert plain.rel_l2_geomean == pytest.approx(0.2) and plain.wall_time_s == pytest.approx(101.0)
-    assert plain.verdict == MATCH  # 0.106 lies in [0.1, 0.4]
+    assert plain.verdict == MATCH  # 0.194 ± 0.0391 overlaps [0.1, 0.4]
     assert lra.verdict == MATCH and lra.paired_verdict == BETTER
     assert lra.ratio == pytest.approx((0.010 * 0.012 * 0.011 / 0.008) ** (1 / 3))
     assert plain.run_files.count(";") == 2 and "wang2021_helmholtz/helmholtz2d/baseline/seed0.json" in plain.run_files
@@ -107,16 +108,17 @@ def test_a_failed_run_fails_its_arm_and_the_paired_comparison(store):
 def test_the_summary_is_rounded_and_names_the_verdicts(store):
     text = published.summary(study.load_runs(store, "smoke"), WANG)
     assert text.splitlines() == [
-        "baseline: ours 2e-01 over 3 seeds, published 1.1e-01 (paper): matches within spread",
-        "lra: ours 1e-02 over 3 seeds, published 1.1e-02 (paper): matches within spread; vs baseline x0.05 (better)"]
+        "baseline: ours 2e-01 over 3 seeds, published 1.9e-01 (paper): matches within spread",
+        "lra: ours 1e-02 over 3 seeds, published 1.4e-02 (paper): matches within spread; vs baseline x0.05 (better)"]
 
 
 def test_the_notebook_table_shows_published_and_ours(store):
     shown = published.table(study.load_runs(store, "smoke"), WANG)
     assert list(shown.index) == ["baseline", "lra"]
-    assert shown.loc["baseline", "published rel_l2"] == "1.06e-01"
+    assert shown.loc["baseline", "published rel_l2"] == "1.94e-01 ± 3.9e-02 (10 runs)"
     assert shown.loc["baseline", "ours: mean ± std"] == "2.33e-01 ± 1.5e-01"
     assert shown.loc["baseline", "wall time / run"] == "101 s" and shown.loc["lra", "seeds"] == "3"
+    assert shown.loc["lra", "wall time / run"] == "60 s (3 seeds together)"
     assert shown.loc["lra", "vs baseline (paired, 95 %)"].endswith(BETTER)
 
 
@@ -129,6 +131,8 @@ def test_write_tables_gathers_every_reproduction_and_the_report_keeps_them_apart
         ("wu2023_diffusion", "rad")]
     text = md.read_text()
     assert "| wang2021_helmholtz | lra" in text and "factor 2" in text
+    assert "- machine (where this report was built): " in text and "seeds per ablation: wang2021_helmholtz 3" in text
+    assert "grad_clip" not in text  # the ablations' runs are not the reproductions' setting
     rep = report.gather(store, "smoke")
     assert {r.ablation for r in rep.runs} == {"grad_clip"}
     export.write_tables(rep)

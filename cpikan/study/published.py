@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from cpikan.study.budget import budget
 from cpikan.study.reproductions import NOT_RETRIEVED, PROBE, Published, Reproduction, names
 from cpikan.study.reproductions import get as get_reproduction
 from cpikan.study.store import StudyRun, load_runs
@@ -61,7 +62,8 @@ def compare(runs: Sequence[StudyRun], entry: Reproduction) -> pd.DataFrame:
 
     Columns: reproduction, problem, arm, method, published, published_spread, published_runs,
     source, seeds (ok runs), failed, rel_l2_mean, rel_l2_std, rel_l2_geomean, rel_l2_min,
-    rel_l2_max, wall_time_s (mean per run), time_per_epoch_ms, epochs, verdict, then against the
+    rel_l2_max, wall_time_s (mean per run), members (the most seeds a run trained with at once: its
+    wall time is theirs together), time_per_epoch_ms, epochs, verdict, then against the
     baseline on paired seeds: ratio, ratio_low, ratio_high, paired_verdict; run_files.
     """
     mine = [r for r in runs if r.ablation == entry.name]
@@ -83,6 +85,7 @@ def compare(runs: Sequence[StudyRun], entry: Reproduction) -> pd.DataFrame:
                "rel_l2_geomean": math.exp(np.log(errors).mean()) if len(ok) and np.all(errors > 0) else math.nan,
                "rel_l2_min": errors.min() if len(ok) else math.nan, "rel_l2_max": errors.max() if len(ok) else math.nan,
                "wall_time_s": np.mean([r.metrics["wall_time_s"] for r in ok]) if ok else math.nan,
+               "members": max((int(r.metrics.get("members", 1)) for r in ok), default=1),
                "time_per_epoch_ms": np.mean([r.metrics["time_per_epoch_ms"] for r in ok]) if ok else math.nan,
                "epochs": np.mean([r.metrics["epochs_run"] for r in ok]) if ok else math.nan,
                "verdict": FAILED if failed else verdict(number, errors)}
@@ -113,12 +116,18 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
         "ours: mean ± std": [_pm(m, s) for m, s in zip(table.rel_l2_mean, table.rel_l2_std)],
         "geo. mean": [_e(v) for v in table.rel_l2_geomean],
         "seeds": [f"{n}" + (f" (+{f} failed)" if f else "") for n, f in zip(table.seeds, table.failed)],
-        "wall time / run": [f"{v:.0f} s" if math.isfinite(v) else "–" for v in table.wall_time_s],
+        "wall time / run": [_wall(v, m) for v, m in zip(table.wall_time_s, table.members)],
         "verdict": table.verdict,
         "vs baseline (paired, 95 %)": ["" if not v else f"{interval_text(r, lo, hi)} {v}" for r, lo, hi, v in
                                        zip(table.ratio, table.ratio_low, table.ratio_high, table.paired_verdict)],
     })
     return out
+
+
+def _wall(seconds: float, members: int) -> str:
+    if not math.isfinite(seconds):
+        return "–"
+    return f"{seconds:.0f} s" + (f" ({members} seeds together)" if members > 1 else "")
 
 
 def table(runs: Sequence[StudyRun], entry: Reproduction) -> pd.DataFrame:
@@ -148,8 +157,9 @@ def summary(runs: Sequence[StudyRun], entry: Reproduction) -> str:
 
 def write_tables(results_dir: str | os.PathLike, profile: str) -> list[Path]:
     """Write the table of every reproduction with runs under ``<results_dir>/<profile>`` to
-    ``tables/reproductions.csv`` (every number and the run files) and ``.md`` (readable)."""
-    runs = load_runs(results_dir, profile)
+    ``tables/reproductions.csv`` (every number and the run files) and ``.md`` (readable, then the
+    setting its runs record: seeds, machine, devices, torch; `cpikan.study.budget`)."""
+    runs = [r for r in load_runs(results_dir, profile) if r.ablation in names()]
     parts = [compare(runs, get_reproduction(name)) for name in names()]
     table_ = pd.concat([p for p in parts if not p.empty] or [pd.DataFrame()], ignore_index=True)
     folder = Path(results_dir) / profile / "tables"
@@ -157,7 +167,8 @@ def write_tables(results_dir: str | os.PathLike, profile: str) -> list[Path]:
     csv, md = folder / f"{TABLE}.csv", folder / f"{TABLE}.md"
     table_.to_csv(csv, index=False)
     text = readable(table_).to_markdown(index=False, disable_numparse=True) if not table_.empty else "(no runs)"
-    md.write_text(f"{text}\n\n{RULE}\n")
+    setting = "\n".join(f"- {label}: {value}" for label, value in budget(runs, profile).facts())
+    md.write_text(f"{text}\n\n{RULE}\n\n{setting}\n")
     return [csv, md]
 
 
