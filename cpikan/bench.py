@@ -71,7 +71,7 @@ def derivative_rows(dims: Sequence[int] = (1, 2, 3), points: Sequence[int] = (20
         for n in points:
             gen = torch.Generator().manual_seed(seed)
             lo, hi = torch.tensor(LO[:dim]), torch.tensor(HI[:dim])
-            x = (lo + (hi - lo) * torch.rand(n, dim, generator=gen)).to(dev)
+            x = (lo + (hi - lo) * torch.rand(1, n, dim, generator=gen)).to(dev)  # one member
             torch.manual_seed(seed)
             net = build_network("scaled_cpikan", LO[:dim], HI[:dim], hidden, degree).to(dev)
             timings, residuals, first = {}, {}, {}

@@ -83,7 +83,9 @@ def test_gpu_check_script_runs_bare_on_the_cpu_when_asked_and_prints_one_table(b
     assert columns == bench.CHECK_HEADER and set(rule) == {"-"}
     shown = [tuple(r.split()[:3]) for r in rows]
     assert shown == [("amp", p, m) for p in ("helmholtz2d", "poisson3d") for m in ("none", "bf16", "fp16")] + [
-        ("derivatives", "poisson1d", "bench")] * 3 + [("diffusion", "diffusion1d", "full")]
+        ("derivatives", "poisson1d", "bench")] * 3 + [("diffusion", "diffusion1d", "full")] + [
+        ("seeds", p, "S=2") for p in ("poisson1d", "helmholtz2d")]
     assert [r.split()[3] for r in rows[6:9]] == ["autograd", "taylor", "compiled"]
     assert "skipped: fp16 needs CUDA" in rows[2] and "FAILED" not in done.stdout
-    assert footer.startswith("8 of 8 checks ran in ")
+    assert all("the member-steps/s of 2 separate runs" in r for r in rows[10:])
+    assert footer.startswith("10 of 10 checks ran in ")
