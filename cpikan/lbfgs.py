@@ -11,6 +11,7 @@ from typing import Callable, Generator, Sequence
 
 import torch
 
+
 @dataclass
 class LBFGSOutcome:
     """Per member: function evaluations, iterations, and why its L-BFGS ended."""
@@ -25,7 +26,6 @@ class _Member:
     """One member's L-BFGS state on the host: the scalars that steer it."""
 
     f: float = math.nan
-    t: float = 0.0
     evals: int = 0
     iterations: int = 0
     done: bool = False
@@ -241,7 +241,7 @@ class MemberLBFGS:
         for i, m in enumerate(members):
             if not now[i]:
                 continue
-            m.f, m.t, m.fresh = accepted[i][0], accepted[i][2], True
+            m.f, m.fresh = accepted[i][0], True
             tests = (("max_iter", m.iterations == self.max_iter), ("max_eval", m.evals >= self.max_eval),
                      ("tolerance_grad", stats[0][i] <= self.tolerance_grad),
                      ("tolerance_change", stats[1][i] <= self.tolerance_change),

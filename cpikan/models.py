@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 Weights = dict[str, torch.Tensor]  # an op's weights by name, each (S, *shape), views of `Network.flat`
 
 
+def member_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-member `values` (S,) viewed as (S, 1, ..., 1), to broadcast against `like` (S, ...)."""
+    return values.view(-1, *[1] * (like.dim() - 1))
+
+
 def chebyshev_basis(s: torch.Tensor, degree: int, dim: int = -1) -> torch.Tensor:
     """T_0..T_K at s by the recurrence T_{k+1} = 2 s T_k - T_{k-1}, stacked on a new axis `dim`.
 

@@ -11,6 +11,8 @@ from typing import Sequence
 
 import torch
 
+from cpikan.models import member_view
+
 
 class MemberAdam:
     """Adam on tensors of shape (S, ...), a step per member.
@@ -37,13 +39,11 @@ class MemberAdam:
         taken = mask.to(self.steps.dtype)
         self.steps += taken
         bias1 = 1 - torch.pow(self.b1, self.steps)
-        bias2 = torch.sqrt(1 - torch.pow(self.b2, self.steps))
-        size = (lr * taken / torch.where(mask, bias1, 1.0))[:, None]
-        w1, w2 = ((1 - b) * taken[:, None] for b in (self.b1, self.b2))
-        bias2 = torch.where(mask, bias2, 1.0)[:, None]
+        bias2 = torch.where(mask, torch.sqrt(1 - torch.pow(self.b2, self.steps)), 1.0)
+        size = lr * taken / torch.where(mask, bias1, 1.0)
+        w1, w2 = ((1 - b) * taken for b in (self.b1, self.b2))
         for p, m, v in zip(self.params, self.m, self.v):
-            g = torch.where(mask.view(-1, *[1] * (p.dim() - 1)), p.grad, 0.0)
-            shape = (-1, *[1] * (p.dim() - 1))
-            m.lerp_(g, w1.view(shape))
-            v.lerp_(g * g, w2.view(shape))
-            p.addcdiv_(m * size.view(shape), v.sqrt().div_(bias2.view(shape)).add_(self.eps), value=-1)
+            g = torch.where(member_view(mask, p), p.grad, 0.0)
+            m.lerp_(g, member_view(w1, p))
+            v.lerp_(g * g, member_view(w2, p))
+            p.addcdiv_(m * member_view(size, p), v.sqrt().div_(member_view(bias2, p)).add_(self.eps), value=-1)

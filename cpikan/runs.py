@@ -201,6 +201,8 @@ def _train_and_evaluate(cfg: RunConfig, seeds: list[int], problem: Problem, devi
     peak = peak_memory_mb(device)
     u_pred = predict_members(net, torch.as_tensor(x_eval).to(device)).double().cpu().numpy()
     found = unknowns.flat.detach().double().cpu().tolist()
+    balancing_skipped = strategies.balancer.skipped.tolist()
+    device_text = device_name(device)
     results = []
     for m, (seed, outcome) in enumerate(zip(seeds, outcomes)):
         losses = [v for v in outcome.history.get("loss", []) if v is not None and math.isfinite(v)]
@@ -221,11 +223,11 @@ def _train_and_evaluate(cfg: RunConfig, seeds: list[int], problem: Problem, devi
             "peak_mem_mb": peak,
             "members": len(seeds),
             "amp_skipped": (outcome.history.get("amp_skipped") or [0])[-1],
-            "balancing_skipped": int(strategies.balancer.skipped[m]),
-            "device": device_name(device),
+            "balancing_skipped": balancing_skipped[m],
+            "device": device_text,
             "versions": versions(),
         }
-        for j, (name, true) in enumerate(problem.true_unknowns.items()):
+        for name, true in problem.true_unknowns.items():
             value = found[m][unknowns.names.index(name)]
             metrics[name] = value
             metrics[f"{name}_rel_err"] = abs(value - true) / abs(true)

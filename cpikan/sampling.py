@@ -54,8 +54,11 @@ class ConditionPoints:
     target: torch.Tensor | None = None
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "ConditionPoints":
-        cast = (lambda t: None if t is None else t.to(device, dtype))
-        return ConditionPoints(self.condition, cast(self.x), cast(self.pair), cast(self.target))
+        return ConditionPoints(self.condition, *(_to(t, device, dtype) for t in (self.x, self.pair, self.target)))
+
+
+def _to(t: torch.Tensor | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if t is None else t.to(device, dtype)
 
 
 def condition_points(problem: Problem, condition: Condition, n: int, gens: Sequence[torch.Generator]) -> ConditionPoints:
@@ -101,9 +104,8 @@ class PointSets:
     def to(self, dtype: torch.dtype) -> "PointSets":
         """Same points in another dtype (e.g. float64 for L-BFGS)."""
         device = self.pde.device
-        cast = (lambda t: None if t is None else t.to(device, dtype))
-        return PointSets(cast(self.pde), [c.to(device, dtype) for c in self.conditions],
-                         cast(self.data_x), cast(self.data_u))
+        return PointSets(_to(self.pde, device, dtype), [c.to(device, dtype) for c in self.conditions],
+                         _to(self.data_x, device, dtype), _to(self.data_u, device, dtype))
 
     def groups(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every condition's and observation's points per member, by what their terms read: the

@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 from cpikan.config import ConfigError
+from cpikan.models import member_view
 
 
 # ---------------------------------------------------------------- gradient clipping
@@ -54,7 +55,7 @@ class ClipNorm:
         factor = torch.clamp(self.max_norm / (norm + 1e-6), max=1.0)
         for p in params:
             if p.grad is not None:
-                p.grad.mul_(factor.view(-1, *[1] * (p.dim() - 1)))
+                p.grad.mul_(member_view(factor, p))
         return norm
 
 
@@ -129,7 +130,7 @@ class ScaledAutocast(Autocast):
     def unscale(self, params: Sequence[torch.nn.Parameter]) -> None:
         for p in params:
             if p.grad is not None:
-                p.grad.div_(self.scale.to(p.grad.dtype).view(-1, *[1] * (p.dim() - 1)))
+                p.grad.div_(member_view(self.scale.to(p.grad.dtype), p))
 
     def update(self, stepped: torch.Tensor) -> None:
         self.good = torch.where(stepped, self.good + 1, 0)
@@ -184,9 +185,8 @@ class EarlyStopping(NoEarlyStopping):
         stop = live & ~improved & (self.best_epoch >= 0) & (epoch - self.best_epoch >= self.patience)
         with torch.no_grad():
             for p, best in zip(params, self._best):
-                shape = (-1, *[1] * (p.dim() - 1))
-                best.copy_(torch.where(improved.view(shape), p, best))
-                p.copy_(torch.where(stop.view(shape), best, p))
+                best.copy_(torch.where(member_view(improved, p), p, best))
+                p.copy_(torch.where(member_view(stop, p), best, p))
         return stop
 
 

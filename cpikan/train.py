@@ -44,6 +44,7 @@ import torch
 from cpikan.history import History, Row, member_row
 from cpikan.losses import PhysicsLoss, total
 from cpikan.lbfgs import MemberLBFGS
+from cpikan.models import member_view
 from cpikan.optim import MemberAdam
 from cpikan.progress import bar as progress_bar
 from cpikan.sampling import PointSets
@@ -146,7 +147,7 @@ class Trainer:
         """targets[i][m] <- sources[i][m] for the `members` (S,) that are True."""
         with torch.no_grad():
             for source, target in zip(sources, targets):
-                target.copy_(torch.where(members.view(-1, *[1] * (target.dim() - 1)), source, target))
+                target.copy_(torch.where(member_view(members, target), source, target))
 
     def _stop(self, members: torch.Tensor, reason: str) -> None:
         """End the Adam phase of the live `members` (S,) with `reason`."""
@@ -247,8 +248,8 @@ class Trainer:
             _sync(self.params)
             self._read_adam(finished=True)
         phase_time = self._training_time(start, scoring)
-        codes = torch.stack([self.stop_code, self.epochs_run,
-                             s.stopper.best_epoch if s.stopper.best_epoch is not None else self.epochs_run * 0 - 1])
+        best = s.stopper.best_epoch if s.stopper.best_epoch is not None else torch.full_like(self.epochs_run, -1)
+        codes = torch.stack([self.stop_code, self.epochs_run, best])
         for m, (code, run, best) in enumerate(zip(*codes.tolist())):
             out = self.outcomes[m]
             out.stop_reason, out.epochs_run = STOPS[code], run
@@ -306,10 +307,14 @@ class Trainer:
         groups = self.points.groups()
         names = list(weights)
 
-        def evaluate(x: torch.Tensor, evaluated: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
+        def load(x: torch.Tensor) -> None:
+            """The parameters from their concatenation x (S, P), the optimizer's point."""
             with torch.no_grad():
                 for p, part in zip(self.params, x.split(sizes, dim=1)):
                     p.copy_(part)
+
+        def evaluate(x: torch.Tensor, evaluated: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
+            load(x)
             for p in self.params:
                 p.grad = None
             terms = self.loss.terms(self.points, interior, groups)
@@ -339,9 +344,7 @@ class Trainer:
                                 tolerance_grad=1e-12, tolerance_change=1e-15)
         try:
             x, result = optimizer.run(torch.cat([p.detach() for p in self.params], dim=1), evaluate, active)
-            with torch.no_grad():
-                for p, part in zip(self.params, x.split(sizes, dim=1)):
-                    p.copy_(part)
+            load(x)
             reasons = result.reasons
         except StopTraining:
             reasons = ["stopped" if a else "" for a in active]

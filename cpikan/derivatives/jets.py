@@ -301,9 +301,10 @@ class ChebyshevJet(torch.autograd.Function):
             g_q = _contract(g_xq, basis[:, :k - 1, :, None], 1)
         elif q is not None:
             g_q = torch.zeros_like(q)
-        g_coeffs += torch.matmul(fold_matrix(k, coeffs.dtype, coeffs.device).T, g_fold)
-        d1 = torch.as_tensor(chebyshev_derivative(k)[1:], dtype=basis.dtype, device=basis.device)  # rows k = 1..K
-        slopes = torch.matmul(d1, basis.view(s, k1, -1)).view(s, k, n, points)
+        folding = fold_matrix(k, coeffs.dtype, coeffs.device)
+        g_coeffs += torch.matmul(folding.T, g_fold)
+        d1 = folding[:k, 1:].T  # D1[k, l] for k = 1..K, l < K (D1[k, K] = 0)
+        slopes = torch.matmul(d1, basis.view(s, k1, -1)[:, :k]).view(s, k, n, points)
         g_value = _contract(g_basis[:, 1:], slopes, 1)  # sum_k dT_k T'_k (T'_0 = 0; T'_k = sum_l D1[k, l] T_l)
         return g_coeffs, g_value, g_in_tangents, g_in_channels, g_q
 
